@@ -1,0 +1,93 @@
+"""Metric logging: JSONL + CSV in the stage dir always (unless `logger.kind=none`), wandb optionally.
+
+wandb runs offline unless the user configured online mode (WANDB_MODE=online or an API key), so
+nothing depends on a network; the local files are the record of truth.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from sim2real.config import LoggerConfig
+
+KINDS = ("none", "local", "wandb")
+
+
+class MetricLogger:
+    def __init__(
+        self, cfg: LoggerConfig, out_dir: str | Path, name: str, config: dict[str, Any] | None = None
+    ):
+        if cfg.kind not in KINDS:
+            raise ValueError(f"logger.kind={cfg.kind!r} is not one of {KINDS}")
+        self.kind = cfg.kind
+        self._dir = Path(out_dir)
+        self._name = name
+        self._csv_fields: list[str] | None = None
+        self._wandb = None
+        if self.kind == "wandb":
+            self._wandb = _start_wandb(cfg, self._dir, name, config or {})
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        if self.kind == "none":
+            return
+        row = {"step": int(step), **{k: _plain(v) for k, v in metrics.items()}}
+        self._dir.mkdir(parents=True, exist_ok=True)
+        with open(self._dir / f"{self._name}.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+        self._write_csv(row)
+        if self._wandb is not None:
+            self._wandb.log(metrics, step=int(step))
+
+    def log_summary(self, summary: dict[str, Any]) -> None:
+        if self._wandb is not None:
+            self._wandb.summary.update(summary)
+
+    def _write_csv(self, row: dict[str, Any]) -> None:
+        path = self._dir / f"{self._name}.csv"
+        if self._csv_fields is None:
+            self._csv_fields = list(row)
+            new = not path.exists()
+            if not new:
+                with open(path) as f:
+                    self._csv_fields = next(csv.reader(f), list(row))
+            if new:
+                with open(path, "w", newline="") as f:
+                    csv.writer(f).writerow(self._csv_fields)
+        with open(path, "a", newline="") as f:
+            csv.DictWriter(f, self._csv_fields, extrasaction="ignore").writerow(row)
+
+    def close(self) -> None:
+        if self._wandb is not None:
+            self._wandb.finish()
+            self._wandb = None
+
+
+def _plain(v: Any) -> Any:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return str(v)
+
+
+def _start_wandb(cfg: LoggerConfig, out_dir: Path, name: str, config: dict[str, Any]):
+    import wandb
+
+    mode = (
+        cfg.mode
+        or os.environ.get("WANDB_MODE")
+        or ("online" if os.environ.get("WANDB_API_KEY") else "offline")
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return wandb.init(
+        project=cfg.project,
+        entity=cfg.entity,
+        name=name,
+        dir=str(out_dir),
+        mode=mode,
+        config=config,
+        reinit="finish_previous",
+    )
