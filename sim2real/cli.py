@@ -20,7 +20,7 @@ STAGES: dict[str, tuple[str, str]] = {
     "import": ("sim2real.data.importers:run", "import a foreign dataset (Diffusion Policy, D4RL, Minari)"),
     "distill": ("sim2real.student.train:run", "distil the observation-only student (BC / DAgger)"),
     "export": ("sim2real.export:run", "export the student to ONNX with metadata and a parity check"),
-    "validate": ("sim2real.validate:run", "validate the exported policy under randomization; gate"),
+    "validate": ("sim2real.validate.stage:run", "validate the exported policy under randomization; gate"),
     "deploy": ("sim2real.deploy.cli:run", "run the controller against a robot (sim or udp)"),
     "robot-sim": ("sim2real.deploy.robot_sim:run", "serve a MuJoCo robot over UDP for deploy robot=udp"),
     "pipeline": ("sim2real.pipeline:run", "teacher -> collect -> distill -> export -> validate"),

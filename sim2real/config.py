@@ -13,6 +13,7 @@ from envs.randomization import DEFAULT_RANGES
 from sim2real.data.config import CollectConfig, ExpertConfig, ImportKeys
 from sim2real.student.config import DistillConfig, StudentConfig
 from sim2real.teacher.config import TeacherConfig
+from sim2real.validate.config import ValidateConfig
 
 
 def _range(name: str):
@@ -59,11 +60,6 @@ class ExportConfig:
     parity_episodes: int = 3
     parity_atol: float = 1e-4
     torchscript: bool = True
-
-
-@dataclass
-class ValidateConfig:
-    episodes: int = 100
 
 
 @dataclass

@@ -60,6 +60,18 @@ class MetricLogger:
         with open(path, "a", newline="") as f:
             csv.DictWriter(f, self._csv_fields, extrasaction="ignore").writerow(row)
 
+    def log_images(self, images: dict[str, str | Path]) -> None:
+        if self._wandb is not None:
+            import wandb
+
+            self._wandb.log({k: wandb.Image(str(v)) for k, v in images.items()})
+
+    def log_table(self, name: str, columns: list[str], rows: list[list[Any]]) -> None:
+        if self._wandb is not None:
+            import wandb
+
+            self._wandb.log({name: wandb.Table(columns=columns, data=rows)})
+
     def close(self) -> None:
         if self._wandb is not None:
             self._wandb.finish()

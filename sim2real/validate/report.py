@@ -1,0 +1,108 @@
+"""report.md and PNG figures: what a person reads before a policy goes to a robot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+COLORS = {"student": "tab:blue", "teacher": "tab:orange", "random": "tab:gray"}
+
+
+def robustness_figure(curves: dict, ranges: dict, path: Path) -> Path | None:
+    """One panel per swept parameter: mean return with its 95% CI, training range shaded."""
+    if not curves:
+        return None
+    n = len(curves)
+    cols = min(3, n)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    for ax, (param, by_policy) in zip(axes.flat, sorted(curves.items()), strict=False):
+        for policy, pts in sorted(by_policy.items()):
+            a = np.array(pts)
+            ax.plot(a[:, 0], a[:, 1], "o-", color=COLORS.get(policy), label=policy, ms=3)
+            ax.fill_between(a[:, 0], a[:, 2], a[:, 3], color=COLORS.get(policy), alpha=0.2)
+        if param in ranges:
+            lo, hi = ranges[param]
+            ax.axvspan(lo, hi, color="green", alpha=0.08, label="training range")
+        ax.set_title(param)
+        ax.set_xlabel("value")
+        ax.set_ylabel("return")
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle("Robustness: one parameter swept, others nominal (mean, 95% CI)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def returns_figure(grouped: dict, path: Path) -> Path:
+    """Return distributions per scenario (sweeps left out), each policy side by side."""
+    scenarios = [s for s in grouped if not s.startswith("sweep/")]
+    policies = [p for p in ("student", "teacher", "random") if any(p in grouped[s] for s in scenarios)]
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(scenarios)), 4))
+    width = 0.8 / max(1, len(policies))
+    for k, policy in enumerate(policies):
+        data = [[r["return"] for r in grouped[s].get(policy, [])] or [np.nan] for s in scenarios]
+        pos = np.arange(len(scenarios)) + (k - (len(policies) - 1) / 2) * width
+        bp = ax.boxplot(data, positions=pos, widths=width * 0.9, patch_artist=True, showfliers=False)
+        for box in bp["boxes"]:
+            box.set_facecolor(COLORS.get(policy))
+            box.set_alpha(0.6)
+        ax.plot([], [], color=COLORS.get(policy), lw=6, alpha=0.6, label=policy)
+    ax.set_xticks(np.arange(len(scenarios)), scenarios, rotation=25, ha="right", fontsize=8)
+    ax.set_ylabel("episode return")
+    ax.legend(fontsize=8)
+    ax.set_title("Return distributions per scenario (paired seeds)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def markdown(report: dict, figures: list[str]) -> str:
+    gate = report["gate"]
+    lines = [
+        f"# Validation report: {report['task']}",
+        "",
+        f"- artifact: `{report['artifact']}` (sha256 `{report['artifact_sha256']}`)",
+        f"- verdict: **{'PASSED' if gate['passed'] else 'FAILED'}**",
+        f"- seeds: {report['seeds']}",
+        "",
+        "## Gate",
+        "",
+        "| check | value | threshold | passed |",
+        "|---|---|---|---|",
+    ]
+    for c in gate["checks"]:
+        value = f"{c['value']:.3f}" if "value" in c else c.get("detail", "")
+        ok = "yes" if c["passed"] else "NO"
+        lines.append(f"| {c['name']} | {value} | {c.get('threshold', '')} | {ok} |")
+    lines += [
+        "",
+        "Scores are normalized: (R − random) / (teacher − random) on the same episodes.",
+        "",
+        "## Scenarios",
+        "",
+        "| scenario | policy | episodes | mean [95% CI] | IQM | p10 | failure | jerk | score |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for scenario, m in report["metrics"].items():
+        for policy in ("student", "teacher", "random"):
+            if policy not in m:
+                continue
+            s = m[policy]
+            score = f"{m['ratio']['mean']:.3f}" if policy == "student" and "ratio" in m else ""
+            lines.append(
+                f"| {scenario} | {policy} | {s['episodes']} | {s['mean']:.1f} [{s['ci95'][0]:.1f}, "
+                f"{s['ci95'][1]:.1f}] | {s['iqm']:.1f} | {s['p10']:.1f} | {s['failure_rate']:.0%} | "
+                f"{s['jerk']:.3f} | {score} |"
+            )
+    lines += ["", "## Figures", ""] + [f"![{Path(f).stem}]({Path(f).name})" for f in figures]
+    return "\n".join(lines) + "\n"

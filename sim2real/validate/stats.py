@@ -1,0 +1,115 @@
+"""Per-scenario statistics of episode returns, and the gate that decides deployment.
+
+Scores are normalized per scenario as (R - random mean) / (teacher mean - random mean): 1 is the
+teacher, 0 is acting at random, whatever the sign or scale of the task's reward.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+from sim2real.validate.config import GateConfig
+
+
+def bootstrap_ci(x: np.ndarray, n: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95% percentile bootstrap interval of the mean."""
+    if len(x) < 2:
+        return float(np.mean(x)), float(np.mean(x))
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, len(x), size=(n, len(x)))].mean(axis=1)
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+def iqm(x: np.ndarray) -> float:
+    """Interquartile mean: the mean of the middle 50%, robust to a few outliers."""
+    x = np.sort(x)
+    k = len(x) // 4
+    return float(x[k : len(x) - k].mean()) if len(x) >= 4 else float(x.mean())
+
+
+def summarize(results: list[dict]) -> dict:
+    returns = np.array([r["return"] for r in results], dtype=np.float64)
+    lo, hi = bootstrap_ci(returns)
+    return {
+        "episodes": len(results),
+        "mean": float(returns.mean()),
+        "ci95": [lo, hi],
+        "iqm": iqm(returns),
+        "p10": float(np.percentile(returns, 10)),
+        "failure_rate": float(np.mean([r["failed"] for r in results])),
+        "jerk": float(np.mean([r["jerk"] for r in results])),
+    }
+
+
+def group(results: list[dict]) -> dict[str, dict[str, list[dict]]]:
+    """scenario -> policy -> episodes (sweeps are further split by value in `sweep_curves`)."""
+    out: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for r in results:
+        out[r["scenario"]][r["policy"]].append(r)
+    return out
+
+
+def scenario_metrics(results: list[dict]) -> dict[str, dict]:
+    """Summary per scenario and policy, plus normalized student scores against the teacher."""
+    metrics: dict[str, dict] = {}
+    for scenario, by_policy in group(results).items():
+        m = {policy: summarize(eps) for policy, eps in by_policy.items()}
+        if {"student", "teacher", "random"} <= m.keys():
+            m["ratio"] = normalized_ratios(m["student"], m["teacher"], m["random"])
+        metrics[scenario] = m
+    return metrics
+
+
+def normalized_ratios(student: dict, teacher: dict, random: dict) -> dict[str, float]:
+    span = teacher["mean"] - random["mean"]
+    span = span if abs(span) > 1e-9 else 1e-9
+    p10_span = teacher["p10"] - random["mean"]
+    p10_span = p10_span if abs(p10_span) > 1e-9 else 1e-9
+    return {
+        "mean": (student["mean"] - random["mean"]) / span,
+        "p10": (student["p10"] - random["mean"]) / p10_span,
+    }
+
+
+def sweep_curves(results: list[dict]) -> dict[str, dict[str, list[list[float]]]]:
+    """param -> policy -> [[value, mean, ci_lo, ci_hi, failure_rate], ...] sorted by value."""
+    curves: dict[str, dict[str, list[list[float]]]] = defaultdict(dict)
+    cells: dict[tuple[str, str, float], list[dict]] = defaultdict(list)
+    for r in results:
+        if r["scenario"].startswith("sweep/"):
+            cells[(r["scenario"][6:], r["policy"], r["value"])].append(r)
+    for (param, policy, value), eps in sorted(cells.items()):
+        s = summarize(eps)
+        curves[param].setdefault(policy, []).append([value, s["mean"], *s["ci95"], s["failure_rate"]])
+    return dict(curves)
+
+
+def gate(metrics: dict[str, dict], cfg: GateConfig) -> dict:
+    """Checks on the training randomization and failure bounds; passed only if every check passes."""
+    checks = []
+    train = metrics.get("train", {})
+    ratio = train.get("ratio")
+    if ratio is None:
+        checks.append({"name": "reference", "passed": False, "detail": "no teacher/random reference"})
+    else:
+        checks.append(_check("mean score vs teacher", ratio["mean"], cfg.min_mean_ratio))
+        checks.append(_check("p10 score vs teacher", ratio["p10"], cfg.min_p10_ratio))
+    for scenario in cfg.failure_scenarios:
+        if scenario in metrics and "student" in metrics[scenario]:
+            rate = metrics[scenario]["student"]["failure_rate"]
+            checks.append(
+                {
+                    "name": f"failure rate ({scenario})",
+                    "value": rate,
+                    "threshold": cfg.max_failure_rate,
+                    "passed": rate <= cfg.max_failure_rate,
+                }
+            )
+    return {"passed": all(c["passed"] for c in checks), "checks": checks}
+
+
+def _check(name: str, value: float, threshold: float) -> dict:
+    return {"name": name, "value": float(value), "threshold": threshold, "passed": bool(value >= threshold)}

@@ -1,0 +1,48 @@
+"""Is an exported artifact cleared for a robot? Standard library only: the deploy runtime calls it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+
+class NotValidated(RuntimeError):
+    """The artifact has no passing validation report (or was modified after validation)."""
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verdict(export_dir: str | Path, report_path: str | Path) -> tuple[bool, str]:
+    """(cleared, reason): cleared only if the report passed its gate for this very ONNX file."""
+    onnx, report = Path(export_dir) / "policy.onnx", Path(report_path)
+    if not onnx.exists():
+        return False, f"{onnx} does not exist"
+    if not report.exists():
+        return False, f"no validation report at {report}: run `sim2real validate` first"
+    rep = json.loads(report.read_text())
+    sha = _sha256(onnx)
+    if rep.get("artifact_sha256") != sha:
+        return False, (
+            f"{onnx} (sha256 {sha[:12]}) is not the artifact {report} validated "
+            f"(sha256 {str(rep.get('artifact_sha256'))[:12]}): modified or re-exported since"
+        )
+    if not rep.get("gate", {}).get("passed"):
+        failed = [c["name"] for c in rep.get("gate", {}).get("checks", []) if not c.get("passed")]
+        return False, f"validation gate failed for {onnx} ({', '.join(failed) or 'no checks'}); see {report}"
+    return True, f"validated by {report}"
+
+
+def require_validated(export_dir: str | Path, run_dir: str | Path, force: bool = False) -> dict:
+    """Raise NotValidated unless cleared or forced; the returned record goes into the deployment log."""
+    report = Path(run_dir) / "validation" / "report.json"
+    cleared, reason = verdict(export_dir, report)
+    if not cleared and not force:
+        raise NotValidated(f"{reason} (deploy.force=true overrides, and is recorded)")
+    return {"validated": cleared, "forced": bool(force and not cleared), "reason": reason}

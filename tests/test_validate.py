@@ -1,0 +1,165 @@
+import json
+
+import numpy as np
+import pytest
+
+from envs import randomization as dr
+from sim2real.validate import report, scenarios, stats
+from sim2real.validate.config import GateConfig, ValidateConfig
+from sim2real.validate.rollout import PolicySource, run_chunk
+from sim2real.validate.verdict import NotValidated, require_validated, verdict
+
+
+def _summary(mean, p10, failure=0.0):
+    return {"mean": mean, "p10": p10, "failure_rate": failure, "episodes": 10, "ci95": [mean, mean]}
+
+
+def _metrics(student_mean, student_p10, failure=0.0):
+    train = {
+        "student": _summary(student_mean, student_p10, failure),
+        "teacher": _summary(-150.0, -200.0),
+        "random": _summary(-1200.0, -1500.0),
+    }
+    train["ratio"] = stats.normalized_ratios(train["student"], train["teacher"], train["random"])
+    return {"train": train, "nominal": {"student": _summary(student_mean, student_p10, failure)}}
+
+
+def test_gate_passes_a_student_close_to_the_teacher():
+    g = stats.gate(_metrics(-180.0, -230.0), GateConfig())
+    assert g["passed"], g
+
+
+def test_gate_fails_a_student_far_below_the_teacher_on_negative_rewards():
+    g = stats.gate(_metrics(-400.0, -900.0), GateConfig())
+    assert not g["passed"]
+    assert {c["name"] for c in g["checks"] if not c["passed"]} >= {"mean score vs teacher"}
+
+
+def test_gate_fails_on_failure_rate_even_with_good_mean():
+    g = stats.gate(_metrics(-160.0, -210.0, failure=0.3), GateConfig(max_failure_rate=0.1))
+    assert not g["passed"]
+    assert any(c["name"].startswith("failure rate") and not c["passed"] for c in g["checks"])
+
+
+def test_gate_without_reference_does_not_pass():
+    metrics = {"train": {"student": _summary(-150.0, -200.0)}}
+    assert not stats.gate(metrics, GateConfig())["passed"]
+
+
+def test_bootstrap_interval_brackets_the_mean_and_narrows_with_more_data():
+    rng = np.random.default_rng(0)
+    small, large = rng.normal(5, 1, 20), rng.normal(5, 1, 500)
+    lo_s, hi_s = stats.bootstrap_ci(small)
+    lo_l, hi_l = stats.bootstrap_ci(large)
+    assert lo_s < small.mean() < hi_s and lo_l < large.mean() < hi_l
+    assert hi_l - lo_l < hi_s - lo_s
+
+
+def test_iqm_ignores_outliers():
+    assert stats.iqm(np.array([1, 2, 2, 2, 2, 2, 2, 1000.0])) == pytest.approx(2.0)
+
+
+def test_sweep_grid_extends_past_the_training_range():
+    grid = scenarios.sweep_grid(dr.Range(0.8, 1.2), 5, 0.5)
+    assert grid[0] < 0.8 and grid[-1] > 1.2 and len(grid) == 5
+    lat = scenarios.sweep_grid(dr.Range(0, 2, integer=True), 5, 0.5)
+    assert lat == [0.0, 1.0, 2.0, 3.0]
+
+
+def test_scenarios_pair_seeds_and_disjoint_from_training():
+    cfg = ValidateConfig(episodes=4, stress_episodes=2, sweep_episodes=2)
+    eps = scenarios.build(cfg, dr.make_ranges(None))
+    assert all(ep.seed >= cfg.seed_base for ep in eps)
+    mass = [ep for ep in eps if ep.scenario == "sweep/mass_scale"]
+    by_value = {}
+    for ep in mass:
+        by_value.setdefault(ep.value, []).append(ep.seed)
+    assert len({tuple(s) for s in by_value.values()}) == 1  # the same seeds at every grid point
+    lat1 = [ep for ep in eps if ep.scenario == "stress/latency+1"]
+    assert all(ep.dynamics["latency_steps"] >= 1 for ep in lat1)
+
+
+def test_stressed_rollouts_run_and_report_failures():
+    eps = [
+        scenarios.Episode("stress/pushes", None, 5, dict(dr.NOMINAL), scenarios.Stress(push_accel=4.0)),
+        scenarios.Episode("stress/dropouts", None, 6, dict(dr.NOMINAL), scenarios.Stress(dropout_prob=0.5)),
+    ]
+    teacher = run_chunk(PolicySource("teacher", "pendulum", {}, expert_kind="scripted"), eps)
+    random = run_chunk(PolicySource("random", "pendulum", {}), eps)
+    assert all(r["length"] == 200 for r in teacher + random)
+    assert sum(r["return"] for r in teacher) > sum(r["return"] for r in random)
+    assert all(r["failed"] for r in random)
+
+
+def test_report_writes_markdown_and_nonempty_figures(tmp_path):
+    results = []
+    for policy, base in (("student", -200.0), ("teacher", -150.0), ("random", -1200.0)):
+        for seed in range(6):
+            results.append(
+                {
+                    "scenario": "train",
+                    "value": None,
+                    "seed": seed,
+                    "policy": policy,
+                    "return": base + seed,
+                    "failed": False,
+                    "jerk": 0.1,
+                }
+            )
+            for v in (0.6, 1.0, 1.4):
+                results.append(
+                    {
+                        "scenario": "sweep/mass_scale",
+                        "value": v,
+                        "seed": seed,
+                        "policy": policy,
+                        "return": base * v,
+                        "failed": False,
+                        "jerk": 0.1,
+                    }
+                )
+    metrics = stats.scenario_metrics(results)
+    rob = report.robustness_figure(
+        stats.sweep_curves(results), {"mass_scale": (0.8, 1.2)}, tmp_path / "r.png"
+    )
+    ret = report.returns_figure(stats.group(results), tmp_path / "d.png")
+    for png in (rob, ret):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+    rep = {
+        "task": "pendulum",
+        "artifact": "x",
+        "artifact_sha256": "ab",
+        "seeds": {},
+        "gate": stats.gate(metrics, GateConfig(failure_scenarios=["train"])),
+        "metrics": metrics,
+    }
+    md = report.markdown(rep, [str(rob), str(ret)])
+    assert "PASSED" in md and "| train | student |" in md and "r.png" in md
+
+
+def _export_and_report(tmp_path, passed=True):
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "policy.onnx").write_bytes(b"onnx bytes")
+    from sim2real.artifacts import sha256_file
+
+    (tmp_path / "validation").mkdir()
+    rep = {"artifact_sha256": sha256_file(export / "policy.onnx"), "gate": {"passed": passed, "checks": []}}
+    (tmp_path / "validation" / "report.json").write_text(json.dumps(rep))
+    return export
+
+
+def test_verdict_clears_only_the_validated_artifact(tmp_path):
+    export = _export_and_report(tmp_path)
+    assert verdict(export, tmp_path / "validation" / "report.json")[0]
+    (export / "policy.onnx").write_bytes(b"onnx bytez")
+    cleared, reason = verdict(export, tmp_path / "validation" / "report.json")
+    assert not cleared and "modified" in reason
+
+
+def test_deploy_refuses_unvalidated_unless_forced(tmp_path):
+    export = _export_and_report(tmp_path, passed=False)
+    with pytest.raises(NotValidated, match="gate failed"):
+        require_validated(export, tmp_path)
+    record = require_validated(export, tmp_path, force=True)
+    assert record["forced"] and not record["validated"]
