@@ -16,9 +16,28 @@ class ExpertConfig:
 
 @dataclass
 class CollectConfig:
+    """`sim2real collect`: how many episodes the store must hold and how they are made.
+
+    `episodes` counts kept episodes in the whole store (a resumed run continues to it). With
+    `keep_top_fraction < 1`, attempts run in blocks of `filter_block` and each block keeps its
+    best `round(filter_block * keep_top_fraction)` episodes by return (distilling from many attempts
+    of a weak agent); `min_return` rejects episodes below a return outright.
+    """
+
     episodes: int = 100
     n_envs: int = 4
     resume: bool = False
+    async_envs: bool = False  # gymnasium AsyncVectorEnv (one process per env) instead of SyncVectorEnv
+    # DART-style noise: std of Gaussian noise added to the executed action (the label stays clean)
+    action_noise: float = 0.0
+    keep_top_fraction: float = 1.0
+    filter_block: int = 20
+    min_return: float | None = None
+    # give up when this many attempts gave too few kept episodes (0: 10x the attempts needed)
+    max_attempts: int = 0
+    # finished episodes are committed at least this often (each commit rewrites the edge chunks)
+    commit_seconds: float = 1.0
+    progress: bool = True
 
 
 @dataclass

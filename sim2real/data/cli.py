@@ -1,0 +1,156 @@
+"""`sim2real data info PATH` (summary, after checking the whole store) and `sim2real data merge OUT SHARD...`.
+
+Merging is how several collectors fill one dataset: each writes its own shard (one writer per store,
+enforced by the lock), then `merge` copies every shard's episodes and source entries into a new store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from sim2real.data.schema import Episode
+from sim2real.data.store import DemoStore
+from sim2real.errors import UserError
+
+
+def _fmt(x: float) -> str:
+    return "n/a" if not np.isfinite(x) else f"{x:.4g}"
+
+
+def summary(store: DemoStore) -> str:
+    """Human-readable summary: size, returns, specs, sources, dynamics ranges."""
+    a, spec = store.load_arrays(), store.spec
+    ends, ret = a["episode_ends"], a["episode_return"].astype(np.float64)
+    lengths = np.diff(np.concatenate([[0], ends]))
+    attrs = store.attrs
+    lines = [
+        f"store: {store.path}  (schema {attrs['schema']} v{attrs['schema_version']}, task {spec.task}, "
+        f"created {attrs.get('created')})",
+        f"episodes: {store.num_episodes}  steps: {store.num_steps}"
+        + (
+            f"  length min/mean/max: {lengths.min()}/{lengths.mean():.1f}/{lengths.max()}"
+            if len(ends)
+            else ""
+        ),
+    ]
+    if len(ends):
+        known = ret[np.isfinite(ret)]
+        stats = (
+            f"mean {_fmt(known.mean())}  min {_fmt(known.min())}  max {_fmt(known.max())}"
+            if len(known)
+            else "n/a"
+        )
+        lines.append(
+            f"return: {stats}"
+            + ("" if len(known) == len(ret) else f"  ({len(ret) - len(known)} without rewards)")
+        )
+        labelled = int((~np.isnan(a["expert_action"]).any(axis=1)).sum())
+        lines.append(f"expert-labelled steps: {labelled} ({100 * labelled / max(1, store.num_steps):.0f}%)")
+    lines.append(f"student_obs ({spec.student_dim}): {', '.join(spec.student_names)}")
+    lines.append(f"privileged_obs: {spec.privileged_dim} dims")
+    bounds = ", ".join(
+        f"{n} [{lo:.3g}, {hi:.3g}]"
+        for n, lo, hi in zip(spec.action_names, spec.action_low, spec.action_high, strict=True)
+    )
+    lines.append(f"action ({spec.action_dim}): {bounds}")
+    lines.append("sources:")
+    counts = np.bincount(a["episode_source"], minlength=len(store.sources))
+    for s in store.sources:
+        lines.append(f"  [{s['id']}] {counts[s['id']]:>6} episodes  {_describe(s)}")
+    dyn = a["episode_dynamics"]
+    lines.append("dynamics (min .. max over episodes):")
+    for k, name in enumerate(spec.dynamics_names):
+        col = dyn[:, k][np.isfinite(dyn[:, k])] if len(dyn) else np.zeros(0)
+        lines.append(f"  {name:<20} " + (f"{col.min():.4g} .. {col.max():.4g}" if len(col) else "unknown"))
+    return "\n".join(lines)
+
+
+def _describe(s: Mapping) -> str:
+    if s.get("kind") == "import":
+        return f"import {s.get('format')} from {s.get('path')}"
+    extra = {
+        k: s[k]
+        for k in ("round", "action_noise", "keep_top_fraction", "merged_from")
+        if s.get(k) not in (None, 0.0, 1.0)
+    }
+    return f"{s.get('kind')} {s.get('expert', '')}" + (f"  {extra}" if extra else "")
+
+
+def episodes_of(arrays: Mapping[str, np.ndarray]) -> list[Episode]:
+    """The episodes of loaded arrays, with their seeds, dynamics and terminal flags."""
+    ends = arrays["episode_ends"]
+    starts = np.concatenate([[0], ends[:-1]])
+    return [
+        Episode(
+            **{
+                k: arrays[k][a:b]
+                for k in ("student_obs", "privileged_obs", "action", "expert_action", "reward")
+            },
+            seed=int(arrays["episode_seed"][e]),
+            dynamics=arrays["episode_dynamics"][e],
+            terminated=bool(arrays["episode_terminated"][e]),
+        )
+        for e, (a, b) in enumerate(zip(starts, ends, strict=True))
+    ]
+
+
+def merge(out: str | Path, shards: list[str | Path]) -> DemoStore:
+    """A new store at `out` with every episode of `shards` (same spec), source entries carried over."""
+    opened = [DemoStore.open(p) for p in shards]
+    if not opened:
+        raise UserError("data merge: name at least one shard")
+    spec = opened[0].spec
+    for s in opened[1:]:
+        problem = spec.mismatch(s.spec)
+        if problem:
+            raise UserError(f"data merge: {s.path} does not match {opened[0].path}: {problem}")
+    with DemoStore.create(out, spec) as dst:
+        for shard in opened:
+            arrays = shard.load_arrays()
+            ids = {
+                s["id"]: dst.add_source(
+                    {
+                        **{k: v for k, v in s.items() if k != "id"},
+                        "merged_from": str(shard.path),
+                        "shard_source": s["id"],
+                    }
+                )
+                for s in shard.sources
+            }
+            eps = episodes_of(arrays)
+            runs = itertools.groupby(zip(arrays["episode_source"], eps, strict=True), key=lambda x: int(x[0]))
+            for sid, run in runs:  # consecutive episodes of one source: store order is kept
+                dst.append_episodes([ep for _, ep in run], ids[sid])
+    return dst
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="sim2real data", description=__doc__)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    info = sub.add_parser(
+        "info", help="summary of a demo store (episodes, steps, returns, sources, dynamics)"
+    )
+    info.add_argument("path")
+    mrg = sub.add_parser("merge", help="merge shards (stores of the same task) into a new store OUT")
+    mrg.add_argument("out")
+    mrg.add_argument("shards", nargs="+")
+    args = parser.parse_args(argv)
+    try:
+        if args.cmd == "info":
+            print(summary(DemoStore.open(args.path)))
+        else:
+            dst = merge(args.out, args.shards)
+            print(
+                f"data merge: {len(args.shards)} shards -> {dst.path}: "
+                f"{dst.num_episodes} episodes, {dst.num_steps} steps"
+            )
+    except (UserError, ValueError, FileNotFoundError) as e:
+        print(f"sim2real data {args.cmd}: error: {e}", file=sys.stderr)
+        return 2
+    return 0

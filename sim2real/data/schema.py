@@ -1,0 +1,171 @@
+"""Schema v1 of a demonstration store: array names, dtypes, chunking, the spec in the root attributes.
+
+The layout is a superset of Diffusion Policy's ReplayBuffer (`data/<key>` time-major, cumulative
+`meta/episode_ends`), so other labs' tools read it, and `meta/episode_ends` is the commit marker.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from envs.randomization import NAMES as DYNAMICS_NAMES
+from sim2real.errors import UserError
+
+SCHEMA = "sim2real-demos"
+SCHEMA_VERSION = 1
+CHUNK_BYTES = 1 << 20  # at least 1 MiB uncompressed per chunk: few files, fast whole-array reads
+
+# per-step arrays under data/: name -> dtype ("student", "privileged", "action": width from the spec)
+DATA_ARRAYS: dict[str, str] = {
+    "student_obs": "f4",
+    "privileged_obs": "f4",
+    "action": "f4",
+    "expert_action": "f4",
+    "reward": "f4",
+}
+# per-episode arrays under meta/, in write order; episode_ends is written last (the commit marker)
+META_ARRAYS: dict[str, str] = {
+    "episode_return": "f4",
+    "episode_dynamics": "f4",
+    "episode_source": "i4",
+    "episode_seed": "i8",
+    "episode_terminated": "bool",
+    "episode_ends": "i8",
+}
+
+
+@dataclass(frozen=True)
+class StoreSpec:
+    """What the arrays mean: the task, observation and action names, bounds and dynamics names."""
+
+    task: str | None
+    student_names: tuple[str, ...]
+    privileged_dim: int
+    action_names: tuple[str, ...]
+    action_low: tuple[float, ...]
+    action_high: tuple[float, ...]
+    control_dt: float | None = None
+    dynamics_names: tuple[str, ...] = DYNAMICS_NAMES
+    privileged_names: tuple[str, ...] | None = None
+
+    @property
+    def student_dim(self) -> int:
+        return len(self.student_names)
+
+    @property
+    def action_dim(self) -> int:
+        return len(self.action_names)
+
+    def widths(self) -> dict[str, tuple[int, ...]]:
+        """Trailing shape of every array (data per step, meta per episode)."""
+        da = (self.action_dim,)
+        return {
+            "student_obs": (self.student_dim,),
+            "privileged_obs": (self.privileged_dim,),
+            "action": da,
+            "expert_action": da,
+            "reward": (),
+            "episode_dynamics": (len(self.dynamics_names),),
+            **{k: () for k in META_ARRAYS if k != "episode_dynamics"},
+        }
+
+    @classmethod
+    def from_env(cls, env: Any) -> StoreSpec:
+        """Spec of a `RandomizedTask` (or any wrapper / vector env around one)."""
+        single = env.envs[0] if hasattr(env, "envs") else env
+        u = single.unwrapped
+        space = single.action_space
+        return cls(
+            task=getattr(u, "task", None) or None,
+            student_names=tuple(u.student_names),
+            privileged_dim=int(u.privileged_dim),
+            action_names=tuple(u.action_names),
+            action_low=tuple(float(x) for x in space.low),
+            action_high=tuple(float(x) for x in space.high),
+            control_dt=float(u.dt),
+        )
+
+    def to_attrs(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "control_dt": self.control_dt,
+            "student_obs": {"names": list(self.student_names), "dim": self.student_dim},
+            "privileged_obs": {
+                "dim": self.privileged_dim,
+                "names": None if self.privileged_names is None else list(self.privileged_names),
+            },
+            "action": {
+                "names": list(self.action_names),
+                "dim": self.action_dim,
+                "low": list(self.action_low),
+                "high": list(self.action_high),
+            },
+            "dynamics": {"names": list(self.dynamics_names)},
+        }
+
+    @classmethod
+    def from_attrs(cls, attrs: Mapping[str, Any], where: str) -> StoreSpec:
+        try:
+            priv, act = attrs["privileged_obs"], attrs["action"]
+            return cls(
+                task=attrs.get("task"),
+                student_names=tuple(attrs["student_obs"]["names"]),
+                privileged_dim=int(priv["dim"]),
+                action_names=tuple(act["names"]),
+                action_low=tuple(act["low"]),
+                action_high=tuple(act["high"]),
+                control_dt=attrs.get("control_dt"),
+                dynamics_names=tuple(attrs["dynamics"]["names"]),
+                privileged_names=None if priv.get("names") is None else tuple(priv["names"]),
+            )
+        except (KeyError, TypeError) as e:
+            raise UserError(f"{where}: root attributes lack the obs/action spec ({e!r} missing)") from e
+
+    def mismatch(self, other: StoreSpec) -> str | None:
+        """First difference that makes episodes of `other` unfit for a store of this spec."""
+        for name in ("task", "student_names", "privileged_dim", "action_names", "dynamics_names"):
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if mine != theirs:
+                return f"{name}: store has {mine!r}, new episodes have {theirs!r}"
+        return None
+
+
+def chunk_rows(trailing: tuple[int, ...], dtype: str) -> int:
+    """Rows per chunk so that one chunk holds at least CHUNK_BYTES uncompressed."""
+    row_bytes = max(1, math.prod(trailing)) * np.dtype(dtype).itemsize
+    return max(1, math.ceil(CHUNK_BYTES / row_bytes))
+
+
+@dataclass
+class Episode:
+    """One episode's arrays, time-major; `expert_action` is NaN where no expert labelled a step."""
+
+    student_obs: np.ndarray  # (T, Ds) f32
+    privileged_obs: np.ndarray  # (T, Dp) f32
+    action: np.ndarray  # (T, Da) f32, executed
+    expert_action: np.ndarray  # (T, Da) f32, label
+    reward: np.ndarray  # (T,) f32
+    seed: int = -1
+    dynamics: np.ndarray | None = None  # (K,) in spec.dynamics_names order; NaN where unknown
+    terminated: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)  # not stored: e.g. the attempt index
+
+    @property
+    def length(self) -> int:
+        return len(self.action)
+
+    @property
+    def ret(self) -> float:
+        return float(np.sum(self.reward, dtype=np.float64))
+
+    @classmethod
+    def coerce(cls, ep: Episode | Mapping[str, Any]) -> Episode:
+        return ep if isinstance(ep, Episode) else cls(**dict(ep))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {k: getattr(self, k) for k in DATA_ARRAYS}
