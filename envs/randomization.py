@@ -68,7 +68,12 @@ def make_ranges(spec: Mapping[str, object] | None) -> dict[str, Range]:
         if isinstance(value, Range):
             rng = value
         else:
-            low, high = (float(v) for v in value)  # type: ignore[union-attr]
+            try:
+                low, high = (float(v) for v in value)  # type: ignore[union-attr]
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"randomization range {name!r}: expected [low, high], got {value!r}"
+                ) from None
             rng = Range(low, high, integer=DEFAULT_RANGES[name].integer)
         if rng.low > rng.high:
             raise ValueError(f"randomization range {name!r}: low {rng.low} > high {rng.high}")

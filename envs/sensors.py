@@ -7,6 +7,7 @@ corrupt it, before features are derived; latency is handled by `envs.observation
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -16,40 +17,71 @@ import numpy as np
 # Nominal noise std per measurement kind; scaled per episode by `obs_noise_scale`.
 NOISE_STD = {"encoder": 0.01, "joint_vel": 0.1, "imu_quat": 0.01, "imu_gyro": 0.05}
 
+Reader = Callable[[], np.ndarray]
+
 
 @dataclass(frozen=True)
 class SensorSuite:
     """Raw readings -> named features.
 
-    `read(data)` returns the raw measurements (R,); `features(raw)` maps them to the feature vector
-    whose entries `names` name (F,). `noise_std` is the nominal std of each raw measurement (R,).
+    `bind(data)` returns a reader: a no-argument function giving the raw measurements (R,) of `data`
+    now, as a buffer (or a view into MjData) that is only valid until the next call; binding once
+    keeps MjData attribute lookups out of the control loop. `features_into(raw, out)` writes the
+    features that `names` name (F,) into `out[:F]`. `noise_std` is the nominal std of each raw
+    measurement (R,).
     """
 
     names: tuple[str, ...]
     noise_std: np.ndarray
-    read: Callable[[mujoco.MjData], np.ndarray]
-    features: Callable[[np.ndarray], np.ndarray]
+    bind: Callable[[mujoco.MjData], Reader]
+    features_into: Callable[[np.ndarray, np.ndarray], None]
+
+    def read(self, data: mujoco.MjData) -> np.ndarray:
+        """Raw measurements (R,) of `data`, a fresh array."""
+        return self.bind(data)().copy()
+
+    def features(self, raw: np.ndarray) -> np.ndarray:
+        """Feature vector (F,) of raw measurements (R,)."""
+        out = np.empty(len(self.names))
+        self.features_into(raw, out)
+        return out
+
+    def readings(self, data: mujoco.MjData) -> dict[str, float]:
+        """Noise-free features by name: what `envs.observations.student_vector` takes from a robot."""
+        return dict(zip(self.names, self.features(self.read(data)).tolist(), strict=True))
 
 
-def _identity(raw: np.ndarray) -> np.ndarray:
-    return raw
+def _copy_into(raw: np.ndarray, out: np.ndarray) -> None:
+    out[: len(raw)] = raw
 
 
 def pendulum_suite(model: mujoco.MjModel) -> SensorSuite:
     """A hinge encoder only: the student sees (cos, sin) of the measured angle, no velocity."""
 
-    def read(data: mujoco.MjData) -> np.ndarray:
-        return data.qpos[:1].copy()
+    def bind(data: mujoco.MjData) -> Reader:
+        angle = data.qpos[:1]  # (1,) view into MjData: reading it costs nothing
 
-    def features(raw: np.ndarray) -> np.ndarray:
-        return np.array([np.cos(raw[0]), np.sin(raw[0])])
+        return lambda: angle
 
-    return SensorSuite(("pole/cos", "pole/sin"), np.array([NOISE_STD["encoder"]]), read, features)
+    def features_into(raw: np.ndarray, out: np.ndarray) -> None:
+        theta = float(raw[0])
+        out[0] = math.cos(theta)
+        out[1] = math.sin(theta)
+
+    noise = np.array([NOISE_STD["encoder"]])
+    return SensorSuite(("pole/cos", "pole/sin"), noise, bind, features_into)
 
 
 def actuated_joints(model: mujoco.MjModel) -> list[int]:
     """Joint ids driven by actuators: the joints a robot has encoders on."""
     return [int(j) for j in model.actuator_trnid[:, 0]]
+
+
+def _selector(idx: list[int]) -> slice | np.ndarray:
+    """A slice where the indices are a contiguous increasing run (a cheaper gather), else an index array."""
+    if idx == list(range(idx[0], idx[0] + len(idx))):
+        return slice(idx[0], idx[0] + len(idx))
+    return np.array(idx)
 
 
 def legged_suite(model: mujoco.MjModel, imu_body: int = 1) -> SensorSuite:
@@ -58,8 +90,8 @@ def legged_suite(model: mujoco.MjModel, imu_body: int = 1) -> SensorSuite:
     No root position or linear velocity, no contact forces: nothing a robot cannot measure itself.
     """
     joints = actuated_joints(model)
-    qpos_idx = np.array([model.jnt_qposadr[j] for j in joints])
-    qvel_idx = np.array([model.jnt_dofadr[j] for j in joints])
+    qpos_sel = _selector([int(model.jnt_qposadr[j]) for j in joints])
+    qvel_sel = _selector([int(model.jnt_dofadr[j]) for j in joints])
     jnames = [mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_JOINT, j) for j in joints]
     names = (
         [f"joint_pos/{n}" for n in jnames]
@@ -76,15 +108,23 @@ def legged_suite(model: mujoco.MjModel, imu_body: int = 1) -> SensorSuite:
             np.full(3, NOISE_STD["imu_gyro"]),
         ]
     )
-    vel6 = np.zeros(6)
-    out = np.zeros(2 * nj + 7)
+    body = mujoco.mjtObj.mjOBJ_BODY
+    object_velocity = mujoco.mj_objectVelocity
 
-    def read(data: mujoco.MjData) -> np.ndarray:
-        mujoco.mj_objectVelocity(model, data, mujoco.mjtObj.mjOBJ_BODY, imu_body, vel6, 1)
-        out[:nj] = data.qpos[qpos_idx]
-        out[nj : 2 * nj] = data.qvel[qvel_idx]
-        out[2 * nj : 2 * nj + 4] = data.xquat[imu_body]
-        out[2 * nj + 4 :] = vel6[:3]
-        return out.copy()
+    def bind(data: mujoco.MjData) -> Reader:
+        # (R+3,): the gyro block and 3 scratch entries take mj_objectVelocity's (angular, linear)
+        # 6-vector in place; the reader returns the first R entries
+        buf = np.zeros(2 * nj + 10)
+        raw, pos, vel, quat, vel6 = buf[:-3], buf[:nj], buf[nj : 2 * nj], buf[2 * nj : 2 * nj + 4], buf[-6:]
+        qpos, qvel, xquat = data.qpos, data.qvel, data.xquat[imu_body]  # views into MjData
 
-    return SensorSuite(tuple(names), noise, read, _identity)
+        def read() -> np.ndarray:
+            object_velocity(model, data, body, imu_body, vel6, 1)  # body frame: the IMU's frame
+            pos[:] = qpos[qpos_sel]
+            vel[:] = qvel[qvel_sel]
+            quat[:] = xquat
+            return raw
+
+        return read
+
+    return SensorSuite(tuple(names), noise, bind, _copy_into)

@@ -16,8 +16,13 @@ import numpy as np
 from gymnasium.envs.mujoco import MujocoEnv
 
 from envs import randomization as dr
-from envs.observations import DelayedNoisySensor, privileged_vector, student_names
+from envs.observations import DelayedNoisySensor, ObservationBuilder, student_names
 from envs.sensors import SensorSuite
+
+try:  # the ufunc behind np.clip, without np.clip's Python-level argument handling (~2 µs a call)
+    from numpy._core.umath import clip as _clip
+except ImportError:  # numpy < 2
+    from numpy.core.umath import clip as _clip
 
 
 class RandomizedTask(gym.Env):
@@ -53,11 +58,14 @@ class RandomizedTask(gym.Env):
             }
         )
         self._delay = DelayedNoisySensor(len(self.sensors.noise_std), dr.MAX_LATENCY_STEPS)
-        self._noise_rng = np.random.default_rng()
-        self._prev_action = np.zeros(base.model.nu)
+        self._read = self.sensors.bind(base.data)
+        nu = base.model.nu
+        self._builder = ObservationBuilder(
+            len(self.sensors.names), self.sensors.features_into, nu, base_dim, len(dr.PHYSICAL)
+        )
+        self._action = np.zeros(nu)  # (nu,) last executed action, clipped; reused each step
+        self._action_low, self._action_high = np.full(nu, -1.0), np.full(nu, 1.0)
         self._dyn: dict[str, float] = dict(dr.NOMINAL)
-        self._dyn_vec = np.ones(len(dr.PHYSICAL))
-        self._noise_std = np.zeros_like(self.sensors.noise_std)
 
     @property
     def model(self) -> mujoco.MjModel:
@@ -76,32 +84,25 @@ class RandomizedTask(gym.Env):
         overrides = (options or {}).get("dynamics")
         self._dyn = dr.resolve(self.np_random, self.ranges, overrides)
         # one draw for the noise stream, so the noise is fixed by the seed alone
-        self._noise_rng = np.random.default_rng(int(self.np_random.integers(2**63)))
+        noise_rng = np.random.default_rng(int(self.np_random.integers(2**63)))
         dr.apply(self.base.model, self._nominal, self._dyn)
-        self._dyn_vec = np.array([self._dyn[n] for n in dr.PHYSICAL])
-        self._noise_std = self.sensors.noise_std * self._dyn["obs_noise_scale"]
+        mujoco.mj_setConst(self.base.model, self.base.data)  # derived constants of the new masses
+        self._builder.set_parameters([self._dyn[n] for n in dr.PHYSICAL])
+        noise_std = self.sensors.noise_std * self._dyn["obs_noise_scale"]
         base_seed = None if seed is None else int(self.np_random.integers(2**31))
         base_obs, info = self.base.reset(seed=base_seed)
-        self._prev_action[:] = 0.0
-        raw = self._delay.reset(self._measure(), self._dyn["latency_steps"])
-        info["dynamics"] = dict(self._dyn)
-        return self._obs(base_obs, raw), info
+        self._action[:] = 0.0
+        raw = self._delay.reset(self._read(), self._dyn["latency_steps"], noise_std, noise_rng)
+        info["dynamics"] = self._dyn.copy()
+        return self._builder.build(base_obs, raw, self._action), info
 
     def step(self, action):
-        action = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
-        base_obs, reward, terminated, truncated, info = self.base.step(action)
-        self._prev_action[:] = action
-        raw = self._delay.push(self._measure())
-        info["dynamics"] = dict(self._dyn)
-        return self._obs(base_obs, raw), float(reward), bool(terminated), bool(truncated), info
-
-    def _measure(self) -> np.ndarray:
-        raw = self.sensors.read(self.base.data)
-        return raw + self._noise_std * self._noise_rng.standard_normal(raw.shape[0])
-
-    def _obs(self, base_obs: np.ndarray, raw: np.ndarray) -> dict[str, np.ndarray]:
-        student = np.concatenate([self.sensors.features(raw), self._prev_action]).astype(np.float32)
-        return {"student": student, "privileged": privileged_vector(base_obs, self._dyn_vec)}
+        act = self._action  # the base must not keep a reference to it: it is rewritten every step
+        _clip(action, self._action_low, self._action_high, out=act)
+        base_obs, reward, terminated, truncated, info = self.base.step(act)
+        raw = self._delay.push(self._read())
+        info["dynamics"] = self._dyn.copy()  # a fresh dict: callers keep infos
+        return self._builder.build(base_obs, raw, act), float(reward), bool(terminated), bool(truncated), info
 
     def close(self) -> None:
         self.base.close()
