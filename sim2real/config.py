@@ -57,16 +57,56 @@ class LoggerConfig:
 
 @dataclass
 class ExportConfig:
-    parity_episodes: int = 3
+    parity_episodes: int = 3  # full randomized episodes, student driving: torch vs onnxruntime
     parity_atol: float = 1e-4
-    torchscript: bool = True
+    torchscript: bool = True  # also write policy.pt (TorchScript), the second format
+    window: bool = True  # also write policy_window.onnx (full recompute: parity reference, benchmark)
+    max_action_rate: float | None = None  # per second, written to the metadata for the controller
+    opset: int = 17
+
+
+@dataclass
+class FixedDynamics:
+    """Dynamics of the sim robot (`deploy.dynamics.mass_scale=1.2`); None: sampled from the task's ranges."""
+
+    mass_scale: float | None = None
+    friction_scale: float | None = None
+    motor_strength: float | None = None
+    joint_damping_scale: float | None = None
+    latency_steps: int | None = None
+    obs_noise_scale: float | None = None
+
+    def fixed(self) -> dict[str, float]:
+        return {k: v for k, v in vars(self).items() if v is not None}
+
+
+@dataclass
+class LinkSettings:
+    """Emulated network faults of `sim2real robot-sim` (see sim2real.deploy.udp.LinkConfig)."""
+
+    latency_ms: float = 0.0
+    jitter_ms: float = 0.0  # uniform extra delay: reorders datagrams
+    loss: float = 0.0  # drop probability of each datagram, both directions
 
 
 @dataclass
 class DeployConfig:
-    robot: str = "sim"
+    robot: str = "sim"  # sim: MujocoRobot in-process | udp: UdpRobot (robot-sim or hardware)
     episodes: int = 1
-    force: bool = False
+    force: bool = False  # deploy an export without a passing validation report
+    steps: int | None = None  # per episode; None: until the simulated episode ends (or SIGINT)
+    duration_s: float | None = None  # per episode, wall-clock
+    rate_hz: float | None = None  # None: 1 / the policy's control_dt
+    host: str = "127.0.0.1"  # robot=udp: the robot's address (robot-sim: the address it binds)
+    port: int = 47470
+    dynamics: FixedDynamics = field(default_factory=FixedDynamics)
+    safe_action: list[float] | None = None  # None: zeros
+    soft_start_s: float = 0.5
+    stale_after_s: float | None = None  # sensor watchdog; None: max(3 periods, 10 ms)
+    max_action_rate: float | None = None  # per second; None: the export's metadata
+    log: bool = True  # <run_dir>/deploy/<timestamp>.zarr
+    serve_seconds: float | None = None  # robot-sim: stop after this long (None: until SIGINT)
+    link: LinkSettings = field(default_factory=LinkSettings)
 
 
 @dataclass

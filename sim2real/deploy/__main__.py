@@ -1,0 +1,76 @@
+"""`python -m sim2real.deploy EXPORT_DIR --host H --port P`: the controller against a UDP robot, with
+no Hydra and no simulator (what the lean deploy image runs on a robot's computer).
+
+The validation gate applies as in `sim2real deploy`: the report is looked for in
+`<run dir>/validation/report.json` (run dir: the export dir's parent unless --run-dir says).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sim2real.deploy.cli import check_validated, summary_line
+from sim2real.deploy.controller import Controller, ControllerConfig
+from sim2real.deploy.policy import load_policy
+from sim2real.deploy.udp import DEFAULT_PORT, UdpRobot
+from sim2real.errors import UserError
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m sim2real.deploy", description=__doc__.split("\n\n")[0])
+    p.add_argument("export_dir", type=Path)
+    p.add_argument("--run-dir", type=Path, default=None, help="for the validation report")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT)
+    p.add_argument("--rate-hz", type=float, default=None, help="default: 1 / the policy's control_dt")
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--duration", type=float, default=None, help="seconds")
+    p.add_argument("--soft-start", type=float, default=0.5, help="seconds")
+    p.add_argument("--stale-after", type=float, default=None, help="sensor watchdog timeout, seconds")
+    p.add_argument("--log-dir", type=Path, default=None, help="write <dir>/<timestamp>.zarr (needs zarr)")
+    p.add_argument("--force", action="store_true", help="deploy without a passing validation report")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    try:
+        gate = check_validated(args.export_dir, args.run_dir or args.export_dir.parent, args.force)
+        policy = load_policy(args.export_dir)
+    except (UserError, FileNotFoundError) as e:
+        print(f"deploy: error: {str(e).replace('deploy.force=true', '--force')}", file=sys.stderr)
+        return 2
+    robot = UdpRobot(args.host, args.port)
+    robot.connect()
+    log = None
+    try:
+        if args.log_dir is not None:
+            from sim2real.deploy.log import DeployLog
+
+            stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S-%f")
+            spec = policy.spec
+            attrs = {
+                "task": spec.task,
+                "control_dt": spec.control_dt,
+                "action_low": list(spec.action_low),
+                "action_high": list(spec.action_high),
+                "source": {"policy_sha256": spec.artifact_sha256, "robot": "udp", **gate},
+            }
+            log = DeployLog(args.log_dir / f"{stamp}.zarr", attrs, spec.obs_names, spec.action_names)
+        cfg = ControllerConfig(
+            rate_hz=args.rate_hz, stale_after_s=args.stale_after, soft_start_s=args.soft_start
+        )
+        stats = Controller(policy, robot, cfg, log).run(steps=args.steps, duration=args.duration)
+        print(summary_line(0, stats))
+    finally:
+        robot.close()
+        if log is not None:
+            log.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

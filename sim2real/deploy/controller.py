@@ -1,0 +1,277 @@
+"""`Controller`: the fixed-rate loop that runs a policy against a robot, with the safety layer.
+
+Step k is due at t0 + k·period on the monotonic clock (absolute deadlines: lateness never
+accumulates into drift). A step that finishes after the next deadline is an overrun; the loop then
+skips the deadlines already passed instead of bursting to catch up. Each step: read sensors →
+watchdog / e-stop / fault checks → observation → policy → action filter → send → log.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from envs.observations import student_vector
+from sim2real.deploy import safety
+from sim2real.deploy.log import DeployLog
+from sim2real.deploy.policy import Policy
+from sim2real.deploy.robot import Robot
+
+
+class ControllerFault(RuntimeError):
+    """Raised after a run that ended with a fault when `raise_on_fault` is set."""
+
+
+@dataclass
+class ControllerConfig:
+    rate_hz: float | None = None  # None: 1 / policy control_dt
+    stale_after_s: float | None = None  # watchdog timeout; None: max(3 periods, 10 ms)
+    safe_action: tuple[float, ...] | None = None  # None: zeros
+    soft_start_s: float = 0.5  # ramp from the safe action to the policy's over this long
+    max_action_rate: float | None = None  # per second; None: the export's max_action_rate
+    latch_faults: bool = True  # a stale-sensor fault holds the safe action until the run ends
+    raise_on_fault: bool = False  # raise ControllerFault when the run ended with a fault
+    # busy-wait the last part of each period: sleep overshoots by ~0.1 ms on a quiet Linux box, by
+    # over 1 ms on some VMs; a dedicated control core at 1 kHz can spin most of the period
+    spin_s: float = 2e-4
+    handle_sigint: bool = True  # SIGINT stops the loop cleanly (main thread only)
+    stop_on_episode_end: bool = True  # a simulated robot's `done` extra ends the run
+    gc_freeze: bool = True  # gc.freeze() before the loop: full collections skip everything loaded so far
+
+
+@dataclass
+class Fault:
+    step: int
+    time: float  # s since the loop started
+    kind: str
+    detail: str = ""
+
+
+@dataclass
+class ControllerStats:
+    steps: int = 0
+    overruns: int = 0  # steps that finished after the next deadline
+    skipped_deadlines: int = 0  # deadlines passed over after overruns
+    max_lateness_s: float = 0.0  # worst wake-up after a deadline
+    event_counts: dict[str, int] = field(default_factory=dict)
+    faults: list[Fault] = field(default_factory=list)
+    stop_reason: str = ""
+    episode_return: float = 0.0
+
+    def count(self, events: int) -> None:
+        for name in safety.describe(events):
+            self.event_counts[name] = self.event_counts.get(name, 0) + 1
+
+
+class Controller:
+    """Runs `policy` against a connected `robot`; one `run()` is one episode.
+
+    `estop` is polled every step (True → safe action, loop ends); `stop()` and `trigger_estop()`
+    may be called from any thread; SIGINT stops the loop the same way as `stop()`.
+    """
+
+    def __init__(
+        self,
+        policy: Policy,
+        robot: Robot,
+        config: ControllerConfig | None = None,
+        log: DeployLog | None = None,
+        estop: Callable[[], bool] | None = None,
+    ):
+        self.policy, self.robot, self.log, self._estop_cb = policy, robot, log, estop
+        self.config = cfg = config or ControllerConfig()
+        spec = policy.spec
+        policy.check_robot(robot.reading_names, getattr(robot, "action_names", None))
+        self.period = 1.0 / cfg.rate_hz if cfg.rate_hz else spec.control_dt
+        rate = cfg.max_action_rate if cfg.max_action_rate is not None else spec.max_action_rate
+        safe = np.zeros(spec.action_dim, np.float32) if cfg.safe_action is None else cfg.safe_action
+        self.filter = safety.ActionFilter(
+            low=np.asarray(spec.action_low, np.float32),
+            high=np.asarray(spec.action_high, np.float32),
+            safe=np.asarray(safe, np.float32),
+            max_delta=None if rate is None else rate * self.period,
+            ramp_steps=max(1, round(cfg.soft_start_s / self.period)),
+        )
+        if self.filter.safe.shape != (spec.action_dim,):
+            raise ValueError(
+                f"safe_action has {self.filter.safe.size} entries, the policy has {spec.action_dim}"
+            )
+        self.watchdog = safety.Watchdog(cfg.stale_after_s or max(3 * self.period, 0.01))
+        self._stop = threading.Event()
+        self._estop = threading.Event()
+        self._stop_reason = ""
+
+    def stop(self, reason: str = "stop") -> None:
+        self._stop_reason = self._stop_reason or reason
+        self._stop.set()
+
+    def trigger_estop(self) -> None:
+        self._estop.set()
+
+    # -- the loop ---------------------------------------------------------------------------------
+    def run(self, steps: int | None = None, duration: float | None = None, seed: int | None = None):
+        """Run until `steps` steps, `duration` seconds, stop(), e-stop or SIGINT; returns ControllerStats."""
+        self._reset_episode(seed)
+        old_handler = self._install_sigint()
+        if self.config.gc_freeze:
+            gc.collect()
+            gc.freeze()
+        stats = self.stats = ControllerStats()
+        t0 = time.monotonic()
+        self.watchdog.start(t0)
+        k = 0
+        try:
+            while not self._stop.is_set() and (steps is None or stats.steps < steps):
+                deadline = t0 + k * self.period
+                if duration is not None and deadline - t0 >= duration:
+                    stats.stop_reason = "duration"
+                    break
+                _sleep_until(deadline, self.config.spin_s)
+                wake = time.monotonic()
+                stats.max_lateness_s = max(stats.max_lateness_s, wake - deadline)
+                events = self._step(wake, t0, wake - deadline)
+                k += 1
+                done = time.monotonic()
+                if done > t0 + k * self.period:  # finished after the next deadline
+                    stats.overruns += 1
+                    k_next = math.ceil((done - t0) / self.period)
+                    stats.skipped_deadlines += k_next - k
+                    k = k_next
+                if events & safety.ESTOP:
+                    break
+        finally:
+            if self.config.gc_freeze:
+                gc.unfreeze()
+            self._shutdown(old_handler, seed)
+        stats.stop_reason = self._stop_reason or stats.stop_reason or "steps"
+        if self.config.raise_on_fault and stats.faults:
+            raise ControllerFault(f"run ended with fault(s): {[f.kind for f in stats.faults]}")
+        return stats
+
+    def _reset_episode(self, seed: int | None) -> None:
+        self._stop.clear()
+        self._estop.clear()
+        self._stop_reason = ""
+        if hasattr(self.robot, "reset"):
+            self.robot.reset(seed)
+        self.policy.reset()
+        self.filter.reset()
+        self._readings = None
+        self._latched: Fault | None = None
+        self._prev_action = self.filter.safe.copy()
+        self._obs = np.full(self.policy.spec.obs_dim, np.nan, np.float32)  # logged before the first reading
+        self._raw = None
+        self._has_extras = hasattr(self.robot, "extras")
+
+    def _step(self, now: float, t0: float, lateness: float) -> int:
+        """One control step; returns its event bits."""
+        fresh = self.robot.read()
+        if fresh is not None:
+            self._readings = fresh
+            self.watchdog.feed(now)
+        action, events = self._decide(now, now - t0)
+        self.robot.send(action)
+        self._prev_action = action
+        self.stats.steps += 1
+        if events:
+            self.stats.count(events)
+        extras = self.robot.extras() if self._has_extras else {}
+        reward = extras.get("reward")
+        if reward is not None:
+            self.stats.episode_return += float(reward)
+        if extras.get("done") and self.config.stop_on_episode_end:  # a simulated robot's episode ended
+            self.stop("episode_end")
+        if self.log is not None:
+            self.log.append(
+                student_obs=self._obs,
+                privileged_obs=extras.get("privileged"),
+                action=action,
+                policy_action=self._raw,
+                reward=reward,
+                time=now - t0,
+                lateness=lateness,
+                events=events,
+            )
+        return events
+
+    def _decide(self, now: float, t: float) -> tuple[np.ndarray, int]:
+        """The action to send now and the step's event bits (the safety decisions, in priority order)."""
+        self._raw = None  # the policy's output, when it ran this step
+        if self._estop.is_set() or (self._estop_cb is not None and self._estop_cb()):
+            self._fault(t, "estop", "e-stop requested")
+            self.stop("estop")
+            return self.filter.hold_safe(), safety.ESTOP
+        if self._latched is not None:
+            return self.filter.hold_safe(), safety.FAULT_HOLD
+        if self.watchdog.stale(now):
+            return self._on_stale(now, t)
+        if self._readings is None:
+            return self.filter.hold_safe(), safety.WAITING
+        obs = self._obs = student_vector(self._readings, self.policy.spec.obs_names, self._prev_action)
+        if not np.isfinite(obs).all():
+            self._fault(t, "nonfinite_obs", f"non-finite observation {obs.tolist()}", once=True)
+            return self.filter.hold_safe(), safety.NONFINITE_OBS
+        raw = self._raw = self.policy.act(obs)
+        if not np.isfinite(raw).all():
+            self._fault(t, "nonfinite_action", f"policy output {raw.tolist()}")
+            self.policy.reset()  # its history holds the non-finite values now
+            return self.filter.hold_safe(), safety.NONFINITE_ACTION
+        return self.filter(raw)
+
+    def _on_stale(self, now: float, t: float) -> tuple[np.ndarray, int]:
+        age = now - self.watchdog.last_fresh
+        fault = self._fault(t, "stale_sensors", f"no fresh reading for {age * 1e3:.1f} ms", once=True)
+        if self.config.latch_faults:
+            self._latched = fault
+        else:  # resume on the next fresh reading: new history, new soft start
+            self.policy.reset()
+            self.filter.reset()
+            self._readings = None
+            self.watchdog.start(now - self.watchdog.timeout)  # stale until a fresh reading comes
+        return self.filter.hold_safe(), safety.STALE
+
+    def _fault(self, t: float, kind: str, detail: str, once: bool = False) -> Fault:
+        faults = self.stats.faults
+        if once and faults and faults[-1].kind == kind and faults[-1].step >= self.stats.steps - 1:
+            faults[-1].step = self.stats.steps  # same episode of the fault continues
+            return faults[-1]
+        fault = Fault(self.stats.steps, t, kind, detail)
+        faults.append(fault)
+        return fault
+
+    # -- start and end ----------------------------------------------------------------------------
+    def _install_sigint(self):
+        if not self.config.handle_sigint or threading.current_thread() is not threading.main_thread():
+            return None
+        return signal.signal(signal.SIGINT, lambda *_: self.stop("sigint"))
+
+    def _shutdown(self, old_handler, seed: int | None) -> None:
+        """Always: send the safe action, close the episode in the log, restore the SIGINT handler."""
+        try:
+            self.robot.send(self.filter.hold_safe())
+        finally:
+            if old_handler is not None:
+                signal.signal(signal.SIGINT, old_handler)
+            if self.log is not None:
+                extras = self.robot.extras() if self._has_extras else {}
+                dyn = extras.get("dynamics") or {}
+                self.log.end_episode(
+                    seed=-1 if seed is None else seed,
+                    dynamics=dyn,
+                    terminated=bool(extras.get("terminated", False)),
+                )
+
+
+def _sleep_until(deadline: float, spin: float) -> None:
+    remaining = deadline - time.monotonic()
+    if remaining > spin:
+        time.sleep(remaining - spin)
+    while time.monotonic() < deadline:
+        pass

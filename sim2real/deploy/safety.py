@@ -1,0 +1,105 @@
+"""Safety layer between the policy and the actuators: action filter, sensor watchdog, event codes.
+
+The filter turns a raw policy output into what the actuators may receive: a non-finite output
+becomes the safe action, then soft start (a ramp from the safe action), clipping to the exported
+bounds and a rate limit. The watchdog tells when the newest sensor reading is too old to act on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# Per-step event bits (logged as `data/events`, int32).
+NONFINITE_OBS = 1  # a reading was NaN/inf: safe action, policy not stepped
+NONFINITE_ACTION = 2  # the policy output was NaN/inf: safe action, policy history cleared
+STALE = 4  # sensors stale (watchdog): safe action held
+ESTOP = 8  # e-stop: safe action, loop ends
+CLIPPED = 16  # action clipped to [action_low, action_high]
+RATE_LIMITED = 32  # action change limited by max_action_rate
+FAULT_HOLD = 64  # a latched fault holds the safe action
+WAITING = 128  # no reading yet since the start: safe action
+
+EVENT_NAMES = {
+    NONFINITE_OBS: "nonfinite_obs",
+    NONFINITE_ACTION: "nonfinite_action",
+    STALE: "stale_sensors",
+    ESTOP: "estop",
+    CLIPPED: "clipped",
+    RATE_LIMITED: "rate_limited",
+    FAULT_HOLD: "fault_hold",
+    WAITING: "waiting_for_sensors",
+}
+
+
+def describe(events: int) -> list[str]:
+    return [name for bit, name in EVENT_NAMES.items() if events & bit]
+
+
+@dataclass
+class ActionFilter:
+    """Soft start, clipping and rate limiting of policy actions (all per-step numpy, no allocation
+    beyond the returned array).
+
+    `max_delta` is the largest change per step (max_action_rate · period), or None for no limit;
+    `ramp_steps` is the soft-start length: step i of a ramp sends safe + (i+1)/ramp_steps · (a − safe).
+    """
+
+    low: np.ndarray  # (Da,)
+    high: np.ndarray  # (Da,)
+    safe: np.ndarray  # (Da,)
+    max_delta: float | None
+    ramp_steps: int
+
+    def __post_init__(self) -> None:
+        if np.any(self.safe < self.low) or np.any(self.safe > self.high):
+            raise ValueError(f"safe action {self.safe.tolist()} lies outside the action bounds")
+        self.prev = self.safe.copy()
+        self._ramp_i = 0
+
+    def reset(self, prev: np.ndarray | None = None) -> None:
+        """Start a new soft-start ramp from `prev` (default: the safe action)."""
+        self.prev = (self.safe if prev is None else prev).astype(np.float32).copy()
+        self._ramp_i = 0
+
+    def hold_safe(self) -> np.ndarray:
+        """The safe action, sent as is (no ramp, no rate limit: stopping must not wait)."""
+        self.prev = self.safe.copy()
+        return self.prev.copy()
+
+    def __call__(self, raw: np.ndarray) -> tuple[np.ndarray, int]:
+        events = 0
+        a = raw.astype(np.float32)
+        if self._ramp_i < self.ramp_steps:
+            self._ramp_i += 1
+            a = self.safe + (self._ramp_i / self.ramp_steps) * (a - self.safe)
+        clipped = np.clip(a, self.low, self.high)
+        if not np.array_equal(clipped, a):
+            events |= CLIPPED
+        if self.max_delta is not None:
+            limited = np.clip(clipped, self.prev - self.max_delta, self.prev + self.max_delta)
+            if not np.array_equal(limited, clipped):
+                events |= RATE_LIMITED
+            clipped = limited
+        self.prev = clipped.astype(np.float32)
+        return self.prev.copy(), events
+
+
+class Watchdog:
+    """Sensors are stale when no fresh reading arrived for `timeout` seconds (monotonic clock)."""
+
+    def __init__(self, timeout: float):
+        if timeout <= 0:
+            raise ValueError(f"watchdog timeout must be > 0 s, got {timeout}")
+        self.timeout = timeout
+        self.last_fresh = 0.0
+
+    def start(self, now: float) -> None:
+        self.last_fresh = now  # the robot gets `timeout` to send its first reading
+
+    def feed(self, now: float) -> None:
+        self.last_fresh = now
+
+    def stale(self, now: float) -> bool:
+        return now - self.last_fresh > self.timeout

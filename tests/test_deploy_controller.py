@@ -1,0 +1,237 @@
+"""The controller's loop and safety layer against an in-process robot, with a real ONNX policy.
+
+`ScriptedRobot` is a real `Robot` (no simulator): its readings follow a fixed signal and the test
+decides when they go stale, turn NaN, or when sending takes too long.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+from test_deploy_policy import tiny_export
+
+from sim2real.data.store import DemoStore
+from sim2real.deploy import (
+    Controller,
+    ControllerConfig,
+    ControllerFault,
+    DeployLog,
+    PolicyMismatch,
+    load_policy,
+    safety,
+)
+
+RATE = 200.0  # Hz: 5 ms periods keep the tests short and the timing checks loose enough for a busy CI box
+
+
+class ScriptedRobot:
+    reading_names = ("pole/cos", "pole/sin")
+    action_names = ("torque",)
+
+    def __init__(
+        self, silent_after=None, nan_steps=(), slow_steps=(), slow_s=0.0, read_delay_s=0.0, back_after=None
+    ):
+        self.silent_after, self.back_after, self.nan_steps = silent_after, back_after, set(nan_steps)
+        self.slow_steps, self.slow_s, self.read_delay_s = set(slow_steps), slow_s, read_delay_s
+        self.sent: list[np.ndarray] = []
+        self.sent_at: list[float] = []
+        self.step = 0
+
+    def connect(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def read(self):
+        if self.read_delay_s:
+            time.sleep(self.read_delay_s)
+        k = self.step
+        if (
+            self.silent_after is not None
+            and k >= self.silent_after
+            and (self.back_after is None or k < self.back_after)
+        ):
+            return None
+        angle = 0.1 * k
+        value = math.nan if k in self.nan_steps else math.cos(angle)
+        return {"pole/cos": value, "pole/sin": math.sin(angle)}
+
+    def send(self, action: np.ndarray) -> None:
+        if self.step in self.slow_steps:
+            time.sleep(self.slow_s)
+        self.sent.append(np.array(action, copy=True))
+        self.sent_at.append(time.monotonic())
+        self.step += 1
+
+
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory):
+    return tiny_export(tmp_path_factory.mktemp("ctl") / "export")
+
+
+@pytest.fixture
+def policy(export_dir):
+    return load_policy(export_dir)
+
+
+def cfg(**kw) -> ControllerConfig:
+    return ControllerConfig(**{"rate_hz": RATE, "soft_start_s": 0.0, "stale_after_s": 0.03, **kw})
+
+
+def test_actions_are_clipped_to_the_exported_bounds(policy):
+    robot = ScriptedRobot()
+    stats = Controller(policy, robot, cfg()).run(steps=40)
+    sent = np.array(robot.sent[:-1])  # the last one is the shutdown's safe action
+    assert np.abs(sent).max() <= 1.0
+    assert stats.event_counts.get("clipped", 0) > 0  # the tiny policy's gain 2 does exceed ±1
+
+
+def test_stale_sensors_hold_the_safe_action_and_raise_a_latched_fault(policy):
+    robot = ScriptedRobot(silent_after=10, back_after=30)  # readings stop, then come back
+    ctl = Controller(policy, robot, cfg(safe_action=(0.25,)))
+    stats = ctl.run(steps=60)
+    kinds = [f.kind for f in stats.faults]
+    assert kinds == ["stale_sensors"]
+    first = stats.faults[0].step
+    assert 10 < first <= 10 + 0.03 * RATE + 3  # within the watchdog timeout (+ scheduling slack)
+    np.testing.assert_array_equal(np.array(robot.sent[first:]), 0.25)  # held, even after readings return
+    assert stats.event_counts["stale_sensors"] >= 1 and stats.event_counts["fault_hold"] > 10
+
+
+def test_stale_fault_is_raised_after_the_run_when_asked(policy):
+    with pytest.raises(ControllerFault, match="stale_sensors"):
+        Controller(policy, ScriptedRobot(silent_after=0), cfg(raise_on_fault=True)).run(steps=20)
+
+
+def test_unlatched_watchdog_resumes_with_a_new_soft_start(policy):
+    robot = ScriptedRobot(silent_after=10, back_after=30)
+    stats = Controller(policy, robot, cfg(latch_faults=False, soft_start_s=5 / RATE)).run(steps=60)
+    assert stats.faults[0].kind == "stale_sensors"
+    assert np.any(np.array(robot.sent[40:59]) != 0.0)  # acting again
+    assert abs(robot.sent[30][0]) <= 0.4 + 1e-6  # ramp: first step back is 1/5 of the policy action (≤ 2)
+
+
+def test_nan_reading_gives_the_safe_action_without_stepping_the_policy(policy):
+    robot = ScriptedRobot(nan_steps={12, 13})
+    stats = Controller(policy, robot, cfg(safe_action=(-0.5,))).run(steps=30)
+    assert robot.sent[12][0] == -0.5 and robot.sent[13][0] == -0.5
+    assert np.isfinite(np.array(robot.sent)).all()
+    assert stats.event_counts["nonfinite_obs"] == 2
+    assert [f.kind for f in stats.faults] == ["nonfinite_obs"]  # one fault for the one glitch
+    assert robot.sent[14][0] != -0.5  # acting again on the next good reading
+
+
+def test_overrun_is_counted_and_missed_deadlines_are_skipped_not_burst(policy):
+    robot = ScriptedRobot(slow_steps={10}, slow_s=4.5 / RATE)
+    stats = Controller(policy, robot, cfg()).run(steps=30)
+    assert stats.overruns >= 1
+    assert stats.skipped_deadlines >= 3
+    # step i runs at deadline i + skipped: catching up in a burst would put step 29 at ~29 periods
+    span = robot.sent_at[29] - robot.sent_at[0]
+    assert span >= (29 + stats.skipped_deadlines - 1) / RATE
+
+
+def test_deadlines_are_absolute_so_slow_steps_do_not_drift(policy):
+    robot = ScriptedRobot(read_delay_s=0.4 / RATE)  # each step works 40% of its period
+    stats = Controller(policy, robot, cfg(stale_after_s=1.0)).run(steps=100)
+    elapsed = robot.sent_at[99] - robot.sent_at[0]
+    assert stats.steps == 100
+    # on the grid: 99 periods (+ deadlines skipped after an overrun on a busy machine); sleeping a
+    # period after each step's work would take ≥ 139
+    assert elapsed < (99 + stats.skipped_deadlines + 6) / RATE
+
+
+def test_estop_callback_stops_with_the_safe_action(policy):
+    robot = ScriptedRobot()
+    stats = Controller(policy, robot, cfg(safe_action=(0.1,)), estop=lambda: robot.step >= 15).run(steps=100)
+    assert stats.stop_reason == "estop" and [f.kind for f in stats.faults] == ["estop"]
+    assert robot.step == 17  # step 15 sent the safe action, then the shutdown sent it again
+    assert robot.sent[15][0] == 0.1 and robot.sent[16][0] == 0.1
+
+
+def test_estop_from_another_thread(policy):
+    robot = ScriptedRobot()
+    ctl = Controller(policy, robot, cfg())
+    threading.Timer(0.05, ctl.trigger_estop).start()
+    stats = ctl.run(steps=1000)
+    assert stats.stop_reason == "estop" and stats.steps < 1000
+    assert robot.sent[-1][0] == 0.0
+
+
+def test_sigint_stops_cleanly_and_restores_the_handler(policy):
+    robot = ScriptedRobot()
+    before = signal.getsignal(signal.SIGINT)
+    threading.Timer(0.08, os.kill, (os.getpid(), signal.SIGINT)).start()
+    stats = Controller(policy, robot, cfg(safe_action=(0.3,))).run()  # no step limit
+    assert stats.stop_reason == "sigint"
+    assert robot.sent[-1][0] == 0.3
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_rate_limit_and_soft_start_shape_the_actions(export_dir):
+    policy = load_policy(export_dir)
+    robot = ScriptedRobot()
+    Controller(policy, robot, cfg(max_action_rate=20.0, soft_start_s=10 / RATE)).run(steps=40)
+    sent = np.array(robot.sent[:-1])[:, 0]
+    assert np.abs(np.diff(sent)).max() <= 20.0 / RATE + 1e-6  # 0.1 per step
+    assert abs(sent[0]) <= 0.1 + 1e-6
+
+
+def test_rate_limit_comes_from_the_export_metadata(tmp_path):
+    policy = load_policy(tiny_export(tmp_path / "export", max_action_rate=10.0))
+    ctl = Controller(policy, ScriptedRobot(), cfg())
+    assert ctl.filter.max_delta == pytest.approx(10.0 / RATE)
+
+
+def test_robot_with_another_layout_is_refused_before_any_step(policy):
+    class Other(ScriptedRobot):
+        reading_names = ("pole/angle",)
+
+    robot = Other()
+    with pytest.raises(PolicyMismatch, match="'pole/cos'"):
+        Controller(policy, robot, cfg())
+    assert robot.sent == []
+
+
+def test_every_step_is_logged_as_a_demo_store(policy, tmp_path):
+    robot = ScriptedRobot(nan_steps={5})
+    path = tmp_path / "deploy" / "log.zarr"
+    log = DeployLog(
+        path, {"task": "pendulum"}, policy.spec.obs_names, policy.spec.action_names, chunk_steps=16
+    )
+    ctl = Controller(policy, robot, cfg(), log)
+    ctl.run(steps=40, seed=3)
+    ctl.run(steps=10, seed=4)
+    log.close({"note": "test"})
+    store = DemoStore.open(path)
+    arrays = store.load_arrays()  # the data helper's checks accept it as training data
+    assert store.num_episodes == 2 and store.num_steps == 50
+    np.testing.assert_array_equal(arrays["action"][:40], np.array(robot.sent[:40]))
+    assert np.isnan(arrays["expert_action"]).all()
+    assert arrays["episode_seed"].tolist() == [3, 4]
+    assert arrays["student_obs"][1, 2] == robot.sent[0][0]  # prev_action entry = the last action sent
+    import zarr
+
+    root = zarr.open_group(str(path), mode="r")
+    events = root["data/events"][:]
+    assert events[5] & safety.NONFINITE_OBS and events[6] & safety.NONFINITE_OBS == 0
+    assert np.isnan(root["data/policy_action"][5]).all()  # the policy did not run on the NaN reading
+    assert root.attrs["deploy"]["note"] == "test"
+
+
+def test_log_writer_failure_is_reported_on_close(policy, tmp_path):
+    import shutil
+
+    path = tmp_path / "log.zarr"
+    log = DeployLog(
+        path, {"task": "pendulum"}, policy.spec.obs_names, policy.spec.action_names, chunk_steps=8
+    )
+    shutil.rmtree(path)  # the disk under the log goes away
+    Controller(policy, ScriptedRobot(), cfg(), log).run(steps=20)
+    with pytest.raises(RuntimeError, match="deployment log writer failed"):
+        log.close()
