@@ -7,10 +7,49 @@ from typing import Any
 
 
 @dataclass
-class TeacherConfig:
-    algo: str = "ppo"  # ppo | sac
+class AlgoConfig:
+    """One algorithm's budget and Stable-Baselines3 constructor arguments (an RL Zoo entry).
+
+    `hyperparams` are passed to the SB3 class (`PPO(**hyperparams)`); strings the Zoo uses are
+    understood: `lin_3e-4` (linear schedule), `policy_kwargs.activation_fn: relu|tanh|elu|gelu`,
+    `train_freq: [1, episode]`. An argument SB3 does not take is an error naming it.
+    """
+
     total_timesteps: int = 100_000
-    n_envs: int = 4
-    # SB3 constructor kwargs per algorithm (RL Baselines3 Zoo entries, see conf/teacher/*.yaml)
-    ppo: dict[str, Any] = field(default_factory=dict)
-    sac: dict[str, Any] = field(default_factory=dict)
+    n_envs: int = 1
+    normalize_reward: bool = False  # VecNormalize reward scaling during training (the Zoo's `normalize`)
+    hyperparams: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TeacherConfig:
+    """`sim2real train-teacher`: SB3 PPO/SAC on obs["privileged"] under domain randomization."""
+
+    algo: str = "ppo"  # ppo | sac
+    total_timesteps: int | None = None  # None: the algo block's budget
+    n_envs: int | None = None  # None: the algo block's
+    vec_env: str = "auto"  # auto | dummy | subproc (auto: subprocesses when n_envs > 1 and cores allow)
+    normalize_obs: bool = True  # VecNormalize obs statistics, saved and applied inside the loaded teacher
+    clip_obs: float = 10.0
+    eval_freq: int = 10_000  # env steps between evaluations under randomization (0: only at the end)
+    eval_episodes: int = 10  # per evaluation, on seeds separate from training
+    checkpoint_freq: int = 10_000  # env steps between resumable checkpoints (0: only at the end)
+    save_replay_buffer: bool = True  # off-policy: keep the replay buffer with the checkpoint
+    resume: bool = True  # continue from <run_dir>/teacher/checkpoints when it holds a compatible run
+    torch_threads: int = 1  # small MLPs train fastest on one thread; 0 keeps torch's default
+    progress: bool = True
+    ppo: AlgoConfig = field(default_factory=AlgoConfig)
+    sac: AlgoConfig = field(default_factory=lambda: AlgoConfig(total_timesteps=20_000))
+
+    def algo_config(self) -> AlgoConfig:
+        if self.algo not in ("ppo", "sac"):
+            raise ValueError(f"teacher.algo={self.algo!r}: expected ppo or sac")
+        return getattr(self, self.algo)
+
+    def budget(self) -> int:
+        return (
+            self.total_timesteps if self.total_timesteps is not None else self.algo_config().total_timesteps
+        )
+
+    def num_envs(self) -> int:
+        return self.n_envs if self.n_envs is not None else self.algo_config().n_envs

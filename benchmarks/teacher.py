@@ -1,0 +1,136 @@
+"""Teacher training: env steps/s during training, and the trained teacher's return under the training
+randomization and under nominal dynamics at the end of a stated budget.
+
+Each run is `sim2real train-teacher` in-process (the task's conf/teacher/<task>.yaml plus the flags
+below) in a temporary run dir. "steps/s" counts env steps per wall second of `model.learn`,
+evaluations and checkpoints included; "wall s" is the whole stage after imports (env start-up,
+training, publishing, final evaluation). Returns are of the published teacher loaded back with
+`load_teacher`, over `--eval-episodes` fresh seeds, mean ± std. Reference rows: the scripted
+controller (pendulum) and, with `--reference-zip`, a published SB3 zip acting on the Gymnasium slice.
+`--env-rate` also prints raw randomized-env stepping rates of DummyVecEnv vs SubprocVecEnv.
+
+    python benchmarks/teacher.py --task pendulum
+    python benchmarks/teacher.py --task hopper --timesteps 20000 --n-envs 1
+    python benchmarks/teacher.py --task hopper --timesteps 1000000 \
+        --reference-zip ../shared/experts/sac_Hopper.zip
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from sim2real.cli import CONF_DIR
+from sim2real.config import Config, register
+from sim2real.data.config import ExpertConfig
+from sim2real.teacher.evaluate import ExpertEvaluator
+from sim2real.teacher.experts import load_expert
+from sim2real.teacher.policy import load_teacher
+from sim2real.teacher.train import train
+from sim2real.teacher.vec import make_training_env
+
+EVAL_SEED = 7_000_000  # unseen by training (seeds 0..) and by its evaluations (1_000_000..)
+
+
+def config(args: argparse.Namespace, run_dir: str) -> Config:
+    overrides = [f"task={args.task}", f"run_dir={run_dir}", "logger=none", f"seed={args.seed}"]
+    for key, value in (("algo", args.algo), ("total_timesteps", args.timesteps), ("n_envs", args.n_envs)):
+        if value is not None:
+            overrides.append(f"teacher.{key}={value}")
+    if args.vec_env:
+        overrides.append(f"teacher.vec_env={args.vec_env}")
+    register()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return OmegaConf.to_object(compose("config", overrides=overrides))
+
+
+def returns(expert, cfg: Config, episodes: int) -> tuple[str, str]:
+    evaluator = ExpertEvaluator(cfg.task.name, cfg.task.ranges(), episodes, EVAL_SEED)
+    try:
+        cells = [evaluator(expert), evaluator(expert, nominal=True)]
+    finally:
+        evaluator.close()
+    return tuple(f"{r.mean():9.1f} ± {r.std():6.1f}" for r in cells)
+
+
+def env_rate(cfg: Config, kind: str, n_envs: int, seconds: float = 3.0) -> float:
+    venv = make_training_env(cfg.task.name, cfg.task.ranges(), n_envs, kind, seed=0)
+    venv.reset()
+    rng = np.random.default_rng(0)
+    shape = (n_envs, *venv.action_space.shape)
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        venv.step(rng.uniform(-1, 1, shape).astype(np.float32))
+        steps += n_envs
+    rate = steps / (time.perf_counter() - start)
+    venv.close()
+    return rate
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--task", default="pendulum")
+    p.add_argument("--algo", choices=("ppo", "sac"), help="default: the task's conf/teacher/<task>.yaml")
+    p.add_argument("--timesteps", type=int, help="default: the task's budget")
+    p.add_argument("--n-envs", type=int)
+    p.add_argument("--vec-env", choices=("auto", "dummy", "subproc"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eval-episodes", type=int, default=20)
+    p.add_argument("--reference-zip", help="a published SB3 zip for the task's Gymnasium env (reference row)")
+    p.add_argument(
+        "--env-rate", action="store_true", help="also time raw DummyVecEnv vs SubprocVecEnv stepping"
+    )
+    p.add_argument("--keep", help="run dir to keep (default: a temporary one)")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+
+    with tempfile.TemporaryDirectory(prefix="s2r-bench-teacher-") as tmp:
+        run_dir = args.keep or tmp
+        cfg = config(args, run_dir)
+        tc = cfg.teacher
+        start = time.perf_counter()
+        summary = train(cfg, Path(run_dir) / "teacher").summary
+        wall = time.perf_counter() - start
+        teacher = load_teacher(Path(run_dir) / "teacher")
+        rows = [(f"{teacher.name} ({tc.algo}, kept {summary['checkpoint']} @ {summary['checkpoint_step']})",)]
+        rows[0] += returns(teacher, cfg, args.eval_episodes)
+        if cfg.task.name == "pendulum":
+            rows.append(
+                (
+                    "scripted:pendulum (reference)",
+                    *returns(load_expert(ExpertConfig("scripted"), "", "pendulum"), cfg, args.eval_episodes),
+                )
+            )
+        if args.reference_zip:
+            zexp = load_expert(ExpertConfig("sb3_zip", args.reference_zip), "", cfg.task.name)
+            rows.append((f"{zexp.name} (reference)", *returns(zexp, cfg, args.eval_episodes)))
+
+    print(
+        f"\nteacher benchmark: task {cfg.task.name}, {tc.algo}, {summary['num_timesteps']} env steps, "
+        f"n_envs {tc.num_envs()} ({tc.vec_env}), {os.cpu_count()} CPU cores, torch threads 1, seed {cfg.seed}"
+    )
+    print(
+        f"| training | wall s (stage) | env steps/s (learn) |\n|---|---|---|\n"
+        f"| {summary['num_timesteps']} steps | {wall:.1f} | {summary['steps_per_second']:.0f} |\n"
+    )
+    print(f"| policy | return, training randomization ({args.eval_episodes} ep) | return, nominal dynamics |")
+    print("|---|---|---|")
+    for name, rand, nom in rows:
+        print(f"| {name} | {rand} | {nom} |")
+    if args.env_rate:
+        n = tc.num_envs() if tc.num_envs() > 1 else 4
+        print(f"\nraw randomized env stepping, {n} envs, random actions (steps/s):")
+        for kind in ("dummy", "subproc"):
+            print(f"  {kind:8s} {env_rate(cfg, kind, n):8.0f}")
+
+
+if __name__ == "__main__":
+    main()
