@@ -47,18 +47,27 @@ class MetricLogger:
             self._wandb.summary.update(summary)
 
     def _write_csv(self, row: dict[str, Any]) -> None:
+        """Append to the CSV; a key not seen before widens the header (rewritten from the JSONL)."""
         path = self._dir / f"{self._name}.csv"
-        if self._csv_fields is None:
-            self._csv_fields = list(row)
-            new = not path.exists()
-            if not new:
-                with open(path) as f:
-                    self._csv_fields = next(csv.reader(f), list(row))
-            if new:
-                with open(path, "w", newline="") as f:
-                    csv.writer(f).writerow(self._csv_fields)
+        if self._csv_fields is None and path.exists():
+            with open(path) as f:
+                self._csv_fields = next(csv.reader(f), [])
+        fields = self._csv_fields or []
+        if not path.exists() or any(k not in fields for k in row):
+            self._csv_fields = fields + [k for k in row if k not in fields]
+            self._rewrite_csv(path)
+            return
         with open(path, "a", newline="") as f:
             csv.DictWriter(f, self._csv_fields, extrasaction="ignore").writerow(row)
+
+    def _rewrite_csv(self, path: Path) -> None:
+        tmp = path.with_name(path.name + ".tmp")
+        with open(self._dir / f"{self._name}.jsonl") as src, open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, self._csv_fields, extrasaction="ignore")
+            writer.writeheader()
+            for line in src:
+                writer.writerow(json.loads(line))
+        os.replace(tmp, path)
 
     def log_images(self, images: dict[str, str | Path]) -> None:
         if self._wandb is not None:
@@ -101,5 +110,5 @@ def _start_wandb(cfg: LoggerConfig, out_dir: Path, name: str, config: dict[str, 
         dir=str(out_dir),
         mode=mode,
         config=config,
-        reinit="finish_previous",
+        reinit="create_new",
     )
