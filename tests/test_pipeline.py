@@ -1,0 +1,99 @@
+"""End-to-end: the one-command pipeline on tiny budgets, stage skipping, and resume after a kill."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+TINY = [
+    "task=pendulum",
+    "logger=none",
+    "teacher.total_timesteps=600",
+    "teacher.eval_freq=0",
+    "teacher.checkpoint_freq=0",
+    "teacher.progress=false",
+    "collect.episodes=8",
+    "collect.progress=false",
+    "distill.steps=40",
+    "distill.val_every=20",
+    "distill.eval_episodes=2",
+    "validate.episodes=4",
+    "validate.sweeps=false",
+    "validate.stress=false",
+    "validate.workers=1",
+]
+
+
+def _pipeline(run_dir: Path, *extra: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "sim2real", "pipeline", f"run_dir={run_dir}", *TINY, *extra]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return out
+
+
+@pytest.mark.slow
+def test_pipeline_runs_every_stage_then_skips_finished_ones(tmp_path):
+    run = tmp_path / "run"
+    first = _pipeline(run)
+    for path in (
+        "teacher/manifest.json",
+        "demos.zarr",
+        "student/model.safetensors",
+        "export/policy.onnx",
+        "validation/report.json",
+        "validation/report.md",
+    ):
+        assert (run / path).exists(), path
+    assert "pipeline summary" in first.stdout and "gate:" in first.stdout
+    report = json.loads((run / "validation/report.json").read_text())
+    from sim2real.artifacts import sha256_file
+
+    assert report["artifact_sha256"] == sha256_file(run / "export/policy.onnx")
+    second = _pipeline(run)
+    assert second.stdout.count("skipped") == 5, second.stdout
+    third = _pipeline(run, "validate.episodes=5")
+    assert third.stdout.count("skipped") == 4 and "validate: gate" in third.stdout
+
+
+@pytest.mark.slow
+def test_pipeline_resumes_after_a_killed_collection(tmp_path):
+    run = tmp_path / "run"
+    cmd = [
+        sys.executable,
+        "-m",
+        "sim2real",
+        "pipeline",
+        f"run_dir={run}",
+        *TINY,
+        "collect.episodes=60",
+        "collect.commit_seconds=0",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    store = run / "demos.zarr"
+    deadline = time.monotonic() + 300
+    committed = 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            committed = zarr.open_group(str(store), mode="r")["meta/episode_ends"].shape[0]
+        except Exception:
+            committed = 0
+        if committed >= 2:
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.1)
+    proc.wait(timeout=30)
+    assert committed >= 2, "collection never committed two episodes before the deadline"
+    before = np.asarray(zarr.open_group(str(store), mode="r")["data/student_obs"][:10])
+    out = _pipeline(run, "collect.episodes=60", "collect.commit_seconds=0")
+    assert "train-teacher: finished earlier with the same inputs, skipped" in out.stdout
+    assert "collect (resuming" in out.stdout
+    g = zarr.open_group(str(store), mode="r")
+    assert g["meta/episode_ends"].shape[0] >= 60
+    assert np.array_equal(np.asarray(g["data/student_obs"][:10]), before)
