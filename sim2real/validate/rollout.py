@@ -61,6 +61,9 @@ class _Student:
 
 class _Teacher:
     def __init__(self, src: PolicySource):
+        import torch
+
+        torch.set_num_threads(1)  # one process per core: torch's own threads would oversubscribe
         from sim2real.data.config import ExpertConfig
         from sim2real.teacher.experts import load_expert
 
