@@ -1,4 +1,9 @@
-"""Student model and distillation configs."""
+"""Student model and distillation configs (`student.*`, `distill.*`).
+
+Defaults are sized for the quick pendulum task on two CPU cores (~26k parameters; receptive field
+(4-1) + 2·(8-1) + 1 = 18 steps, ~1 s of history at 20 Hz); larger tasks override them in
+`conf/student/` or on the command line.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +12,46 @@ from dataclasses import dataclass
 
 @dataclass
 class StudentConfig:
-    arch: str = "transformer"  # transformer | mlp
-    history: int = 16
+    arch: str = "transformer"  # transformer | mlp (current observation only, the baseline)
+    history: int = 16  # K: training window length in steps
+    attn_window: int = 8  # W: each step attends to itself and the W-1 steps before it (W ≤ K)
+    conv_kernel: int = 4  # the step embedding is a causal convolution over the last k inputs
+    n_layer: int = 2
+    n_head: int = 4
+    n_embd: int = 32
+    dropout: float = 0.0
+    mlp_hidden: int = 256  # arch=mlp: hidden width (two hidden layers)
+    # hide the `prev_action/*` features from the model: with them, behaviour cloning learns to copy its
+    # own last action (the "copycat" problem) and fails in closed loop (benchmarks/distill.py)
+    drop_prev_action: bool = True
+    # return conditioning (RvS/Decision-Transformer style): the model also sees the episode's return,
+    # scaled; at deployment it is conditioned on `rtg_quantile` of the training returns
+    rtg: bool = False
+    rtg_quantile: float = 0.9
 
 
 @dataclass
 class DistillConfig:
+    steps: int = 1000  # optimizer steps of behaviour cloning on the stored data
+    batch_size: int = 128
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.1  # cosine decays to lr·min_lr_ratio
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    val_fraction: float = 0.1  # held-out episodes for the validation loss
+    val_every: int = 250
+    eval_every: int = 500  # rollouts of the student under randomization every N steps (0: at the end only)
+    eval_episodes: int = 20
+    checkpoint_every: int = 500
+    resume: bool = True  # continue from <run_dir>/student/ when it holds unfinished progress
+    threads: int = 1  # CPU intra-op threads (0: torch's default); the small default model gains nothing
+    compile: bool = False  # torch.compile (CUDA only)
+    amp: bool = True  # bf16 autocast (CUDA only)
+    # DAgger: rounds after BC; each round collects episodes with the student driving (probability
+    # 1-β per step), the expert labels every visited state, and training continues on the aggregate
     dagger_rounds: int = 0
-    steps: int = 2000
-    batch_size: int = 256
+    dagger_episodes: int = 25
+    dagger_steps: int = 400
+    dagger_beta: float = 0.5  # β of round 1
+    dagger_beta_decay: float = 0.5  # β of round r = dagger_beta · decay^(r-1)

@@ -1,0 +1,63 @@
+"""DAgger rounds: the student drives (β-mixture), the expert labels every visited state, episodes are
+appended to the same store tagged with their round, and training continues on the aggregate.
+
+BC only sees the expert's state distribution; a student's own small errors take it to states the
+expert never visited. Labelling the states the student actually reaches closes that gap.
+The expert is only ever asked `act(privileged_obs)`: it is never trained here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from sim2real.config import Config
+from sim2real.data.store import DemoStore
+from sim2real.student.config import DistillConfig
+from sim2real.student.rollout import make_envs, rollout
+from sim2real.teacher.expert import Expert
+
+SOURCE_KIND = "dagger"
+
+
+def beta_for_round(cfg: DistillConfig, r: int) -> float:
+    """Probability that the expert's action is executed at a step of round r (1-based)."""
+    return float(cfg.dagger_beta * cfg.dagger_beta_decay ** (r - 1))
+
+
+def round_seeds(seed: int, r: int, n: int) -> list[int]:
+    """Episode seeds of round r: a pure function of (seed, r), distinct across rounds and from eval seeds."""
+    return [int(s) for s in np.random.SeedSequence([seed, r, 0xDA66E2]).generate_state(n) % (2**31)]
+
+
+@torch.no_grad()
+def collect_round(model: nn.Module, expert: Expert, cfg: Config, store: Path, r: int) -> dict[str, float]:
+    """Roll out round r's β-mixture, append the labelled episodes to the store; returns round metrics."""
+    if expert is None:
+        raise ValueError("DAgger needs an expert to label the visited states")
+    dc = cfg.distill
+    beta = beta_for_round(dc, r)
+    seeds = round_seeds(cfg.seed, r, dc.dagger_episodes)
+    env_list = make_envs(cfg.task.name, cfg.task.ranges(), min(25, len(seeds)))
+    rng = np.random.default_rng([cfg.seed, r])
+    episodes = []
+    try:
+        for start in range(0, len(seeds), len(env_list)):
+            episodes += rollout(env_list, seeds[start : start + len(env_list)], model, expert, beta, rng)
+    finally:
+        for env in env_list:
+            env.close()
+    source = {"kind": SOURCE_KIND, "round": r, "beta": beta, "expert": expert.name, "seed": cfg.seed}
+    with DemoStore.open(store, "a") as demos:
+        demos.append_episodes(episodes, source=source)
+    returns = np.array([ep.ret for ep in episodes])
+    agree = np.concatenate([np.isclose(ep.action, ep.expert_action).all(-1) for ep in episodes])
+    return {
+        "dagger/round": r,
+        "dagger/beta": beta,
+        "dagger/return_mean": float(returns.mean()),
+        "dagger/expert_step_fraction": float(agree.mean()),
+    }

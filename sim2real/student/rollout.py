@@ -1,0 +1,122 @@
+"""Lockstep rollouts of a student (streaming, batched over envs), an expert, or a β-mixture of both.
+
+One streaming forward per control step serves every env in the batch, which is also how the
+exported controller runs (state carried between steps, zeros at an episode start), so the returns
+measured here are those of the deployed recurrence, not of a training-time approximation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+import envs  # registers the tasks
+from envs.randomization import NAMES as DYNAMICS_NAMES
+from sim2real.data.schema import DATA_ARRAYS, Episode
+from sim2real.teacher.expert import Expert
+
+
+@dataclass
+class _Trace:
+    """One episode being recorded (lists, appended per step)."""
+
+    seed: int
+    dynamics: dict[str, float] = field(default_factory=dict)
+    rows: dict[str, list] = field(default_factory=lambda: {k: [] for k in DATA_ARRAYS})
+    terminated: bool = False
+
+    def add(self, *values) -> None:
+        """One step: student_obs, privileged_obs, action, expert_action, reward (DATA_ARRAYS order)."""
+        for k, v in zip(DATA_ARRAYS, values, strict=True):
+            self.rows[k].append(v)
+
+    def episode(self) -> Episode:
+        arrays = {k: np.asarray(v, np.float32) for k, v in self.rows.items()}
+        dyn = np.array([self.dynamics[n] for n in DYNAMICS_NAMES], np.float32)
+        return Episode(**arrays, seed=self.seed, dynamics=dyn, terminated=self.terminated)
+
+
+def make_envs(task: str, ranges: dict[str, Any] | None, n: int) -> list[gym.Env]:
+    return [gym.make(envs.env_id(task), randomization=ranges) for _ in range(n)]
+
+
+@torch.no_grad()
+def rollout(
+    env_list: list[gym.Env],
+    seeds: list[int],
+    student: nn.Module | None = None,
+    expert: Expert | None = None,
+    beta: float = 0.0,
+    rng: np.random.Generator | None = None,
+) -> list[Episode]:
+    """Run one episode per seed (len(seeds) ≤ len(env_list)) in lockstep.
+
+    At every step the expert's action is executed with probability `beta` (needs `expert`), the
+    student's otherwise (needs `student` when beta < 1); the expert labels every visited state.
+    """
+    if student is None and beta < 1.0:
+        raise ValueError("rollout: a student is needed when beta < 1")
+    if expert is None and beta > 0.0:
+        raise ValueError("rollout: an expert is needed when beta > 0")
+    rng = rng or np.random.default_rng(0)
+    n = len(seeds)
+    env_list = env_list[:n]
+    eps = [_Trace(seed=int(s)) for s in seeds]
+    obs = []
+    for env, ep, s in zip(env_list, eps, seeds, strict=True):
+        o, info = env.reset(seed=int(s))
+        ep.dynamics = dict(info["dynamics"])
+        obs.append(o)
+    step = student.streaming() if student is not None else None
+    device = next(student.parameters()).device if student is not None else None
+    state = torch.zeros(n, student.state_size(), device=device) if student is not None else None
+    live = np.ones(n, dtype=bool)
+    while live.any():
+        s_obs = np.stack([o["student"] for o in obs])  # (n, Ds)
+        p_obs = np.stack([o["privileged"] for o in obs])  # (n, Dp)
+        label = np.asarray(expert.act(p_obs), np.float32) if expert is not None else None  # (n, Da)
+        if step is not None:
+            action, state = step(torch.as_tensor(s_obs, device=device), state)
+            act = action.float().cpu().numpy()  # (n, Da)
+            if label is not None and beta > 0.0:
+                use_expert = rng.random(n) < beta  # (n,) β-mixture per step
+                act = np.where(use_expert[:, None], label, act)
+        else:
+            act = label
+        act = np.clip(act, -1.0, 1.0).astype(np.float32)  # what the env executes
+        nan = np.full(act.shape[1], np.nan, np.float32)
+        for i in np.flatnonzero(live):
+            o, r, term, trunc, _ = env_list[i].step(act[i])
+            eps[i].add(s_obs[i], p_obs[i], act[i], label[i] if label is not None else nan, float(r))
+            obs[i] = o
+            if term or trunc:
+                live[i] = False
+                eps[i].terminated = bool(term)
+    return [ep.episode() for ep in eps]
+
+
+def evaluate(
+    task: str,
+    ranges: dict[str, Any] | None,
+    seeds: list[int],
+    student: nn.Module | None = None,
+    expert: Expert | None = None,
+    n_envs: int = 25,
+) -> np.ndarray:
+    """Returns (len(seeds),) of the student (or, without a student, the expert) on these seeds."""
+    env_list = make_envs(task, ranges, min(n_envs, len(seeds)))
+    beta = 0.0 if student is not None else 1.0
+    try:
+        out = []
+        for start in range(0, len(seeds), len(env_list)):
+            chunk = seeds[start : start + len(env_list)]
+            out += [ep.ret for ep in rollout(env_list, chunk, student, expert if beta else None, beta)]
+        return np.asarray(out)
+    finally:
+        for env in env_list:
+            env.close()

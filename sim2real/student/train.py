@@ -1,0 +1,334 @@
+"""`sim2real distill`: behaviour cloning of the student from a demo store, then optional DAgger rounds.
+
+Reads `data=PATH.zarr` (default `<run_dir>/demos.zarr`) and nothing else: no expert or teacher dir is
+needed unless `distill.dagger_rounds > 0`. Writes `<run_dir>/student/` (model.safetensors,
+config.json, manifest.json, metrics) and, while unfinished, resumable progress files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from sim2real.artifacts import sha256_file, sha256_tree, stage_run
+from sim2real.config import Config
+from sim2real.data.sampler import WindowSampler, fit_stats, split_episodes
+from sim2real.data.store import DemoStore, exists, stored_path
+from sim2real.errors import UserError
+from sim2real.metrics import MetricLogger
+from sim2real.student import checkpoint as ckpt
+from sim2real.student.model import ModelConfig
+from sim2real.student.normalizer import return_stats
+from sim2real.student.optim import lr_at, make_optimizer, masked_mse
+from sim2real.student.rollout import evaluate, make_envs
+
+EVAL_SEED_BASE = 2**31 - 2**20  # evaluation seeds EVAL_SEED_BASE + i: far from collection and DAgger seeds
+LOG_EVERY = 25
+VAL_MAX_BATCHES = 20
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device={name}: CUDA is not available on this machine (use device=cpu)")
+    return torch.device(name)
+
+
+def run(cfg: Config) -> None:
+    run_dir = Path(cfg.run_dir)
+    data = stored_path(cfg.data) if cfg.data else run_dir / "demos.zarr"
+    if not exists(data):
+        hint = "pass data=PATH.zarr" if cfg.data else "run `sim2real collect` first or pass data=PATH.zarr"
+        raise FileNotFoundError(f"no demonstration store at {data}: {hint}")
+    expert = load_dagger_expert(cfg)
+    out = run_dir / "student"
+    parents = {"demos": sha256_tree(data)}
+    with stage_run(out, "distill", asdict(cfg), cfg.seed, parents) as stage:
+        trainer = Trainer(cfg, data, out, expert=expert)
+        summary = trainer.fit()
+        stage.outputs.update({f: sha256_file(out / f) for f in (ckpt.MODEL_FILE, ckpt.CONFIG_FILE)})
+        if cfg.distill.dagger_rounds:
+            stage.outputs["demos_after_dagger"] = sha256_tree(data)
+        stage.summary.update(summary)
+    ret = summary.get("eval_return_mean")
+    tail = f"; return {ret:.1f} ± {summary['eval_return_ci95']:.1f} (95% CI)" if ret is not None else ""
+    print(f"distill: student ({summary['parameters']} parameters) saved to {out}{tail}")
+
+
+def load_dagger_expert(cfg: Config):
+    """The expert that labels DAgger episodes, or None when no DAgger round is asked for."""
+    if cfg.distill.dagger_rounds <= 0:
+        return None
+    from sim2real.teacher.experts import load_expert
+
+    try:
+        return load_expert(cfg.expert, cfg.run_dir, cfg.task.name)
+    except (UserError, FileNotFoundError) as e:
+        raise UserError(f"distill.dagger_rounds={cfg.distill.dagger_rounds} needs an expert: {e}") from e
+
+
+class Trainer:
+    """Owns the model, optimizer, samplers and progress; `fit()` runs BC then the DAgger rounds."""
+
+    def __init__(self, cfg: Config, data: Path, out: Path, expert=None):
+        self.cfg, self.dc, self.data, self.out, self.expert = cfg, cfg.distill, data, out, expert
+        self.device = resolve_device(cfg.device)
+        if self.device.type == "cpu" and self.dc.threads > 0:
+            torch.set_num_threads(self.dc.threads)
+        self.total = self.dc.steps + self.dc.dagger_rounds * self.dc.dagger_steps
+        self.step, self.round = 0, 0
+        self._env_matches: bool | None = None
+        self._load_data()
+        self.train_eps, self.val_eps = split_episodes(self.num_eps, self.dc.val_fraction, cfg.seed)
+        torch.manual_seed(cfg.seed)
+        self.model = ckpt.build_model(self._model_config()).to(self.device)
+        self._fit_normalizer()
+        self.opt = make_optimizer(self.model, self.dc, self.device)
+        compiled = self.dc.compile and self.device.type == "cuda"
+        self.forward = torch.compile(self.model) if compiled else self.model
+        self.logger = MetricLogger(cfg.logger, out, "distill", asdict(cfg))
+        self.resumed = self._maybe_resume()
+        self._make_samplers()
+
+    # ---- data ----------------------------------------------------------------------------------------
+    def _load_data(self) -> None:
+        with DemoStore.open(self.data) as store:
+            self.spec, self.arrays = store.spec, store.load_arrays()
+        if self.spec.task and self.spec.task != self.cfg.task.name:
+            raise UserError(f"{self.data} holds task {self.spec.task!r} but task={self.cfg.task.name}")
+        self.num_eps = len(self.arrays["episode_ends"])
+        if self.num_eps < 2:
+            raise UserError(f"{self.data} holds {self.num_eps} episode(s); distillation needs at least 2")
+
+    def _make_samplers(self, val: bool = True) -> None:
+        """Train sampler seeded by (seed, step): rebuilt at every checkpoint, so a resumed run draws the
+        same batches as an uninterrupted one."""
+        K, dev, seed = self.cfg.student.history, self.device, self.cfg.seed
+        arrays = self._sampler_arrays()
+        step_seed = seed + 7919 * self.step
+        self.sampler = WindowSampler(arrays, K, episodes=self.train_eps, device=dev, seed=step_seed)
+        if val:
+            self.val_sampler = WindowSampler(arrays, K, episodes=self.val_eps, device=dev, seed=seed)
+
+    def _sampler_arrays(self) -> dict[str, np.ndarray]:
+        """With return conditioning, the condition is the episode's return at every step: placing each
+        return on its episode's last step makes the sampler's return-to-go exactly that."""
+        if not self.cfg.student.rtg:
+            return self.arrays
+        if not np.isfinite(self.arrays["reward"]).all():
+            raise UserError(f"student.rtg=true needs rewards, and {self.data} has steps without one")
+        reward = np.zeros_like(self.arrays["reward"])
+        reward[self.arrays["episode_ends"] - 1] = self.arrays["episode_return"]
+        return {**self.arrays, "reward": reward}
+
+    def _model_config(self) -> ModelConfig:
+        s = self.cfg.student
+        if s.arch == "transformer" and not 1 <= s.attn_window <= s.history:
+            raise UserError(f"student.attn_window={s.attn_window} must be in 1..student.history={s.history}")
+        return ModelConfig.from_student(
+            s,
+            self.spec.student_names,
+            self.spec.action_names,
+            self.spec.task or self.cfg.task.name,
+            float(self.spec.control_dt or 0.0),
+        )
+
+    def _fit_normalizer(self) -> None:
+        stats: dict[str, Any] = dict(fit_stats(self.arrays, self.train_eps))
+        if self.cfg.student.rtg:
+            returns = self.arrays["episode_return"][self.train_eps]
+            stats.update(return_stats(returns, self.cfg.student.rtg_quantile))
+        self.model.normalizer.fit(stats)
+
+    # ---- loop ----------------------------------------------------------------------------------------
+    def fit(self, stop_at: int | None = None) -> dict[str, Any]:
+        """Train to `total` steps (BC, then each DAgger round's collection and steps); returns a summary.
+
+        `stop_at` abandons the run after that step, as a kill would (tests): a later run resumes from
+        the last checkpoint.
+        """
+        start, t0 = self.step, time.monotonic()
+        end = self.total if stop_at is None else min(stop_at, self.total)
+        bar = tqdm(total=self.total, initial=self.step, desc="distill", unit="step", dynamic_ncols=True)
+        try:
+            while self.step < end:
+                if self.step >= self._phase_end(self.round):
+                    self._dagger_round(self.round + 1)
+                self._train_until(min(self._phase_end(self.round), end), bar)
+            if self.step < self.total:
+                return {"step": self.step}
+            bar.close()
+            summary = self._final_summary(self.step - start, time.monotonic() - t0)
+            self.logger.log_summary(summary)
+            return summary
+        finally:
+            bar.close()
+            self.logger.close()
+
+    def _phase_end(self, round_: int) -> int:
+        return self.dc.steps + round_ * self.dc.dagger_steps
+
+    def _train_until(self, end: int, bar: tqdm) -> None:
+        self.model.train()
+        losses, t_log = [], time.monotonic()
+        while self.step < end:
+            lr = lr_at(self.step, self.total, self.dc)
+            losses.append(self.train_step(self.sampler.sample(self.dc.batch_size), lr))
+            self.step += 1
+            bar.update(1)
+            if self.step % LOG_EVERY == 0 or self.step == end:
+                loss = float(torch.stack(losses).mean())
+                rate = len(losses) * self.dc.batch_size / (time.monotonic() - t_log)
+                metrics = {"train/loss": loss, "train/lr": lr, "train/sequences_per_s": rate}
+                self.logger.log(metrics, self.step)
+                bar.set_postfix(loss=f"{loss:.4f}")
+                losses, t_log = [], time.monotonic()
+            self._periodic(end)
+
+    def _periodic(self, end: int) -> None:
+        s = self.step
+        if self.dc.val_every and (s % self.dc.val_every == 0 or s == self.total):
+            self.logger.log({"val/loss": self.val_loss()}, s)
+        if self.dc.eval_every and s % self.dc.eval_every == 0 and s < self.total and self.can_evaluate():
+            self.logger.log(self.eval_rollouts(), s)
+        if self.dc.checkpoint_every and s % self.dc.checkpoint_every == 0 and s < self.total:
+            self.checkpoint()
+
+    def train_step(self, batch, lr: float) -> torch.Tensor:
+        """One AdamW step on a WindowBatch; returns the loss (a tensor: no device sync here)."""
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        with self._autocast():
+            pred = self.forward(batch.obs, batch.mask, batch.rtg if self.cfg.student.rtg else None)
+        loss = masked_mse(pred, self.model.normalizer.action(batch.action), batch.mask)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.dc.grad_clip)
+        self.opt.step()
+        return loss.detach()
+
+    def _autocast(self):
+        if self.dc.amp and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    @torch.no_grad()
+    def val_loss(self) -> float:
+        self.model.eval()
+        total, weight = 0.0, 0.0
+        for i, batch in enumerate(self.val_sampler.iterate(4 * self.dc.batch_size)):
+            if i >= VAL_MAX_BATCHES:
+                break
+            with self._autocast():
+                pred = self.forward(batch.obs, batch.mask, batch.rtg if self.cfg.student.rtg else None)
+            n = float(batch.mask.sum())
+            total += float(masked_mse(pred, self.model.normalizer.action(batch.action), batch.mask)) * n
+            weight += n
+        self.model.train()
+        return total / max(weight, 1.0)
+
+    def can_evaluate(self) -> bool:
+        """Rollouts need the store's observations to be the task env's (not so for foreign imports)."""
+        if self._env_matches is None:
+            env = make_envs(self.cfg.task.name, None, 1)[0]
+            ours = (tuple(env.unwrapped.student_names), tuple(env.unwrapped.action_names))
+            env.close()
+            self._env_matches = ours == (tuple(self.spec.student_names), tuple(self.spec.action_names))
+            if not self._env_matches:
+                task = self.cfg.task.name
+                tqdm.write(f"distill: {self.data} has other observations than task {task}: no rollouts")
+        return self._env_matches
+
+    @torch.no_grad()
+    def eval_rollouts(self, episodes: int | None = None) -> dict[str, float]:
+        """Mean return of the student (streaming, as deployed) under the training randomization."""
+        n = episodes or self.dc.eval_episodes
+        self.model.eval()
+        seeds = [EVAL_SEED_BASE + i for i in range(n)]
+        returns = evaluate(self.cfg.task.name, self.cfg.task.ranges(), seeds, self.model)
+        self.model.train()
+        ci = 1.96 * returns.std(ddof=1) / np.sqrt(n) if n > 1 else float("nan")
+        return {"eval/return_mean": float(returns.mean()), "eval/return_ci95": float(ci)}
+
+    # ---- DAgger --------------------------------------------------------------------------------------
+    def _dagger_round(self, r: int) -> None:
+        from sim2real.student.dagger import collect_round
+
+        if not self.can_evaluate():
+            raise UserError(
+                f"DAgger needs a store of task {self.cfg.task.name}'s observations; {self.data} differs"
+            )
+        self.model.eval()
+        before = self.num_eps
+        stats = collect_round(self.model, self.expert, self.cfg, self.data, r)
+        self._load_data()
+        self.train_eps = np.concatenate([self.train_eps, np.arange(before, self.num_eps)])
+        self.round = r
+        self.logger.log(stats, self.step)
+        tqdm.write(
+            f"dagger round {r}: {self.num_eps - before} episodes appended (β={stats['dagger/beta']:.2f}, "
+            f"mixture return {stats['dagger/return_mean']:.1f})"
+        )
+        self.checkpoint()
+
+    # ---- checkpoints ---------------------------------------------------------------------------------
+    def _config_key(self) -> str:
+        distill = {k: v for k, v in asdict(self.dc).items() if k != "resume"}
+        blob = {"student": asdict(self.cfg.student), "distill": distill, "seed": self.cfg.seed,
+                "task": asdict(self.cfg.task), "data": str(self.data)}  # fmt: skip
+        return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
+
+    def checkpoint(self) -> None:
+        """Weights + config + progress, then the train sampler is reseeded (see `_make_samplers`)."""
+        ckpt.save_student(self.out, self.model)
+        info = {
+            "step": self.step, "round": self.round, "config_key": self._config_key(),
+            "num_episodes": self.num_eps, "train_episodes": self.train_eps.tolist(),
+            "val_episodes": self.val_eps.tolist(), "torch_rng": torch.get_rng_state().numpy().tobytes().hex(),
+        }  # fmt: skip
+        ckpt.save_progress(self.out, self.opt, info)
+        self._make_samplers(val=False)
+
+    def _maybe_resume(self) -> bool:
+        info = ckpt.read_progress_info(self.out) if self.dc.resume else None
+        if info is None:
+            return False
+        if info.get("config_key") != self._config_key() or info.get("num_episodes") != self.num_eps:
+            tqdm.write(f"distill: progress in {self.out} is for another config or store; starting afresh")
+            return False
+        self.model.load_state_dict(ckpt.load_weights(self.out), strict=True)
+        ckpt.load_progress(self.out, self.opt)
+        self.step, self.round = int(info["step"]), int(info["round"])
+        self.train_eps, self.val_eps = np.asarray(info["train_episodes"]), np.asarray(info["val_episodes"])
+        rng = np.frombuffer(bytes.fromhex(info["torch_rng"]), np.uint8).copy()
+        torch.set_rng_state(torch.from_numpy(rng))
+        tqdm.write(f"distill: resuming from step {self.step} (DAgger round {self.round})")
+        return True
+
+    def _final_summary(self, steps: int, seconds: float) -> dict[str, Any]:
+        ckpt.save_student(self.out, self.model)
+        ckpt.clear_progress(self.out)
+        summary: dict[str, Any] = {
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+            "steps": self.step, "dagger_rounds": self.round, "episodes": self.num_eps,
+            "resumed": self.resumed,
+            "train_seconds": round(seconds, 2),
+            "sequences_per_s": round(steps * self.dc.batch_size / max(seconds, 1e-9), 1),
+            "val_loss": self.val_loss(),
+        }  # fmt: skip
+        if self.dc.eval_episodes > 0 and self.can_evaluate():
+            ev = self.eval_rollouts()
+            summary.update(eval_return_mean=ev["eval/return_mean"], eval_return_ci95=ev["eval/return_ci95"],
+                           eval_episodes=self.dc.eval_episodes)  # fmt: skip
+            self.logger.log(ev, self.step)
+        return summary
