@@ -110,6 +110,13 @@ class DeployConfig:
 
 
 @dataclass
+class PipelineConfig:
+    # DAgger rounds of the pipeline's distill stage (it has the run's expert in the loop); a plain
+    # `sim2real distill` uses distill.dagger_rounds (default 0: stored data alone)
+    dagger_rounds: int = 4
+
+
+@dataclass
 class Config:
     stage: str = "inspect"
     run_dir: str = "runs/${task.name}"
@@ -125,6 +132,7 @@ class Config:
     export: ExportConfig = field(default_factory=ExportConfig)
     validate: ValidateConfig = field(default_factory=ValidateConfig)
     deploy: DeployConfig = field(default_factory=DeployConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     # `sim2real distill data=PATH.zarr`: train from any store (default: <run_dir>/demos.zarr)
     data: str | None = None
     # `sim2real import source=PATH format=... out=PATH.zarr keys.student_obs=KEY keys.action=KEY`

@@ -22,7 +22,7 @@ from sim2real.config import Config
 SECTIONS: dict[str, tuple[str, ...]] = {
     "train-teacher": ("task", "teacher", "seed"),
     "collect": ("task", "expert", "collect", "seed"),
-    "distill": ("task", "student", "distill", "seed"),
+    "distill": ("task", "student", "distill", "pipeline", "seed"),
     "export": ("export",),
     "validate": ("task", "validate", "expert"),
 }
@@ -69,15 +69,34 @@ def _run_stage(cfg: Config, stage: str, out: Path, recorded: str | None, key: st
     resuming = out.exists()
     note = " (resuming an unfinished run)" if resuming else ""
     print(f"[{i}/{n}] {stage}{note}...", flush=True)
-    stage_cfg = cfg
+    stage_cfg = dataclasses.replace(cfg, stage=stage)
     if stage == "collect" and resuming:
-        stage_cfg = dataclasses.replace(cfg, collect=dataclasses.replace(cfg.collect, resume=True))
-    stage_cfg = dataclasses.replace(stage_cfg, stage=stage)
+        stage_cfg = dataclasses.replace(stage_cfg, collect=dataclasses.replace(cfg.collect, resume=True))
+    if stage == "distill":
+        if not resuming:
+            _drop_dagger_episodes(out.parent)
+        rounds = cfg.pipeline.dagger_rounds
+        stage_cfg = dataclasses.replace(
+            stage_cfg, distill=dataclasses.replace(cfg.distill, dagger_rounds=rounds)
+        )
     start = time.monotonic()
     _load(STAGES[stage][0])(stage_cfg)
     seconds = time.monotonic() - start
     print(f"[{i}/{n}] {stage}: done in {seconds:.0f}s", flush=True)
     return seconds
+
+
+def _drop_dagger_episodes(run_dir: Path) -> None:
+    """A distill re-run starts from the collected demonstrations, not an earlier run's DAgger rounds."""
+    from sim2real.data.store import DemoStore
+
+    collected = (read_manifest(run_dir / STAGE_DIRS["collect"]) or {}).get("summary", {}).get("episodes")
+    if collected is None:
+        return
+    with DemoStore.open(run_dir / STAGE_DIRS["collect"], mode="a") as store:
+        if store.num_episodes > collected:
+            print(f"distill: dropping {store.num_episodes - collected} DAgger episodes of an earlier run")
+            store.truncate(collected)
 
 
 def _move_aside(out: Path) -> None:

@@ -217,3 +217,15 @@ def test_writer_killed_at_random_moments_leaves_every_committed_episode_intact(t
         for i in range(store.num_episodes):
             np.testing.assert_array_equal(store.episode(i).action, numbered_episode(i).action)
         assert len(a["episode_ends"]) == store.num_episodes > 0
+
+
+def test_truncate_keeps_the_first_episodes_exactly(tmp_path):
+    path = tmp_path / "d.zarr"
+    episodes = write_store(path, [5, 7, 9])
+    with DemoStore.open(path, mode="a") as store:
+        store.truncate(2)
+    store = DemoStore.open(path)
+    assert store.num_episodes == 2 and store.num_steps == 12
+    arrays = store.load_arrays()
+    assert np.array_equal(arrays["student_obs"][5:12], episodes[1].student_obs)
+    assert zarr.open_group(str(path), mode="r")["data/student_obs"].shape[0] == 12

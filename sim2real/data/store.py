@@ -152,6 +152,18 @@ class DemoStore:
         for p in self.path.rglob("*.partial"):  # temp files of writes a kill interrupted
             p.unlink(missing_ok=True)
 
+    def truncate(self, num_episodes: int) -> None:
+        """Keep only the first `num_episodes` (e.g. drop a previous run's DAgger rounds).
+
+        `meta/episode_ends` is cut first, so a crash part-way leaves a consistent, shorter dataset.
+        """
+        self._require_writable()
+        if not 0 <= num_episodes <= self.num_episodes:
+            raise ValueError(f"{self.path}: cannot truncate {self.num_episodes} episodes to {num_episodes}")
+        self._arrays["episode_ends"].resize((num_episodes,))
+        self._ends = self._ends[:num_episodes]
+        self._drop_uncommitted()
+
     def close(self) -> None:
         if self._lock is not None:
             self._lock.release()
