@@ -41,7 +41,7 @@ __all__ = [
 
 def __getattr__(name: str):
     if name == "MujocoRobot":  # needs gymnasium + mujoco: imported on first use only
-        from sim2real.deploy.mujoco_robot import MujocoRobot
+        from sim2real.sim_robot import MujocoRobot
 
         return MujocoRobot
     raise AttributeError(f"module 'sim2real.deploy' has no attribute {name!r}")

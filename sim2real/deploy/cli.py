@@ -44,7 +44,7 @@ def controller_config(d) -> ControllerConfig:
 def make_robot(cfg, policy: Policy):
     d = cfg.deploy
     if d.robot == "sim":
-        from sim2real.deploy.mujoco_robot import MujocoRobot
+        from sim2real.sim_robot import MujocoRobot
 
         task = policy.spec.task or cfg.task.name
         return MujocoRobot(task, d.dynamics.fixed(), cfg.task.ranges(), seed=cfg.seed)

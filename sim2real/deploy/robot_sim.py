@@ -13,8 +13,8 @@ from __future__ import annotations
 import signal
 import threading
 
-from sim2real.deploy.mujoco_robot import MujocoRobot
 from sim2real.deploy.udp import LinkConfig, RobotServer
+from sim2real.sim_robot import MujocoRobot
 
 
 def make_server(cfg) -> RobotServer:

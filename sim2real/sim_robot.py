@@ -1,5 +1,7 @@
 """`MujocoRobot`: the task's simulator behind the `Robot` protocol (sim2sim), with dynamics the user fixes.
 
+It lives outside `sim2real.deploy` because it needs the simulator; the runtime never imports it.
+
 Its readings are the task env's student features by name (everything but `prev_action/*`), so they
 carry the simulated sensors' noise and latency: the simulator's imitation of a real robot's
 sensors. It imports gymnasium/mujoco, so it lives apart from the lean runtime.
