@@ -113,7 +113,7 @@ class DeployConfig:
 class PipelineConfig:
     # DAgger rounds of the pipeline's distill stage (it has the run's expert in the loop); a plain
     # `sim2real distill` uses distill.dagger_rounds (default 0: stored data alone)
-    dagger_rounds: int = 4
+    dagger_rounds: int = 6
 
 
 @dataclass

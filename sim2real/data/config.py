@@ -24,7 +24,7 @@ class CollectConfig:
     of a weak agent); `min_return` rejects episodes below a return outright.
     """
 
-    episodes: int = 100
+    episodes: int = 200
     n_envs: int = 4
     resume: bool = False
     async_envs: bool = False  # gymnasium AsyncVectorEnv (one process per env) instead of SyncVectorEnv
