@@ -19,16 +19,21 @@ def row(run_dir: Path) -> str:
     teacher_m = _load(run_dir / "teacher" / "manifest.json")
     student_m = _load(run_dir / "student" / "manifest.json")
     collect_m = _load(run_dir / "demos.zarr" / "manifest.json")
-    cfg = teacher_m.get("config") or student_m.get("config") or {}
+    cfg = student_m.get("config") or teacher_m.get("config") or {}
     train = rep.get("metrics", {}).get("train", {})
 
     def cell(policy: str) -> str:
         s = train.get(policy)
         return f"{s['mean']:.1f} [{s['ci95'][0]:.1f}, {s['ci95'][1]:.1f}]" if s else "–"
 
-    teacher, collect, distill = (cfg.get(k, {}) for k in ("teacher", "collect", "distill"))
+    # each section as the stage that used it recorded it
+    teacher = teacher_m.get("config", {}).get("teacher", {})
+    collect = collect_m.get("config", {}).get("collect", {})
+    distill = student_m.get("config", {}).get("distill", {})
+    algo = teacher.get("algo", "?")
+    steps = teacher.get("total_timesteps") or teacher.get(algo, {}).get("total_timesteps", "?")
     budget = (
-        f"teacher {teacher.get('algo', '?')} {teacher.get('total_timesteps', '?')} steps; "
+        f"teacher {algo} {steps} steps; "
         f"{collect.get('episodes', '?')} demos; distill {distill.get('steps', '?')} steps, "
         f"{distill.get('dagger_rounds', 0)} DAgger rounds"
     )
