@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 from sim2real.deploy.cli import check_validated, summary_line
@@ -48,18 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     log = None
     try:
         if args.log_dir is not None:
-            from sim2real.deploy.log import DeployLog
+            from sim2real.deploy.log import DeployLog, log_attrs, log_path
 
-            stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S-%f")
             spec = policy.spec
-            attrs = {
-                "task": spec.task,
-                "control_dt": spec.control_dt,
-                "action_low": list(spec.action_low),
-                "action_high": list(spec.action_high),
-                "source": {"policy_sha256": spec.artifact_sha256, "robot": "udp", **gate},
-            }
-            log = DeployLog(args.log_dir / f"{stamp}.zarr", attrs, spec.obs_names, spec.action_names)
+            attrs = log_attrs(spec, "udp", gate)
+            log = DeployLog(log_path(args.log_dir), attrs, spec.obs_names, spec.action_names)
         cfg = ControllerConfig(
             rate_hz=args.rate_hz, stale_after_s=args.stale_after, soft_start_s=args.soft_start
         )

@@ -8,12 +8,11 @@ Unlike the runtime modules, this one may import the simulator (lazily, for robot
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sim2real.deploy.controller import Controller, ControllerConfig, ControllerStats
-from sim2real.deploy.log import DeployLog
+from sim2real.deploy.log import DeployLog, log_attrs, log_path
 from sim2real.deploy.policy import Policy, load_policy
 from sim2real.errors import UserError
 
@@ -58,19 +57,12 @@ def make_robot(cfg, policy: Policy):
 def open_log(run_dir: Path, policy: Policy, robot, gate: dict[str, Any], cfg) -> DeployLog:
     from sim2real.artifacts import code_version
 
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S-%f")
     spec = policy.spec
-    attrs = {
-        "task": spec.task,
-        "control_dt": spec.control_dt,
-        "action_low": list(spec.action_low),
-        "action_high": list(spec.action_high),
-        "code_version": code_version(),
-        "source": {"policy_sha256": spec.artifact_sha256, "robot": cfg.deploy.robot, **gate},
-        "deploy": {"config": _plain(cfg.deploy)},
-    }
+    attrs = log_attrs(
+        spec, cfg.deploy.robot, gate, code_version=code_version(), deploy={"config": _plain(cfg.deploy)}
+    )
     return DeployLog(
-        run_dir / "deploy" / f"{stamp}.zarr",
+        log_path(run_dir / "deploy"),
         attrs,
         spec.obs_names,
         spec.action_names,

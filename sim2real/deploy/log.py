@@ -44,6 +44,22 @@ def _data_fields(obs_dim: int, priv_dim: int, act_dim: int) -> dict[str, tuple[t
     }
 
 
+def log_attrs(spec, robot: str, gate: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
+    """Root attributes of a deployment log: what ran, on which robot, and the validation record."""
+    return {
+        "task": spec.task,
+        "control_dt": spec.control_dt,
+        "action_low": list(spec.action_low),
+        "action_high": list(spec.action_high),
+        "source": {"policy_sha256": spec.artifact_sha256, "robot": robot, **gate},
+        **extra,
+    }
+
+
+def log_path(log_dir: Path) -> Path:
+    return Path(log_dir) / f"{datetime.now(UTC).strftime('%Y%m%d-%H%M%S-%f')}.zarr"
+
+
 class DeployLog:
     """Append-only Zarr log of controller steps, grouped into episodes."""
 
