@@ -73,7 +73,8 @@ def markdown(report: dict, figures: list[str]) -> str:
         "",
         f"- artifact: `{report['artifact']}` (sha256 `{report['artifact_sha256']}`)",
         f"- verdict: **{'PASSED' if gate['passed'] else 'FAILED'}**",
-        f"- seeds: {report['seeds']}",
+        f"- seeds: {report['seeds'].get('episodes', '?')} distinct episode seeds from "
+        f"{report['seeds'].get('base', '?')} (disjoint from training and collection seeds)",
         "",
         "## Gate",
         "",
@@ -86,7 +87,8 @@ def markdown(report: dict, figures: list[str]) -> str:
         lines.append(f"| {c['name']} | {value} | {c.get('threshold', '')} | {ok} |")
     lines += [
         "",
-        "Scores are normalized: (R − random) / (teacher − random) on the same episodes.",
+        "Scores are normalized: (R − random) / (teacher − random) on the same episodes. A failure is a",
+        "fall (early termination) or, for the pendulum, not balanced (mean cos < 0.9) over the last quarter.",
         "",
         "## Scenarios",
         "",
