@@ -167,10 +167,10 @@ class StudentTransformer(nn.Module):
         return (self.cfg.conv_kernel - 1) + self.cfg.n_layer * (self.cfg.attn_window - 1) + 1
 
     def state_size(self) -> int:
-        """Streaming state: per layer the keys and values of the last W-1 steps, the last k-1 inputs of
-        the step embedding, then a step counter."""
+        """Streaming state: per layer the keys and values of the last W-1 steps (each with a validity
+        flag), then the last k-1 inputs of the step embedding."""
         c = self.cfg
-        return 2 * c.n_layer * (c.attn_window - 1) * c.n_embd + (c.conv_kernel - 1) * self.in_dim + 1
+        return c.n_layer * (c.attn_window - 1) * (2 * c.n_embd + 1) + (c.conv_kernel - 1) * self.in_dim
 
     def forward(self, obs: Tensor, valid: Tensor, rtg: Tensor | None = None) -> Tensor:
         """Normalized action per step (B, T, Da) from raw obs (B, T, Ds); invalid steps are ignored."""
@@ -205,7 +205,13 @@ class StudentTransformer(nn.Module):
 class StreamingTransformer(nn.Module):
     """forward(obs (B, Ds), state (B, S)) -> (action (B, Da), next_state (B, S)); zeros = episode start.
 
-    Only cat/slice/matmul/softmax/where: exportable to ONNX, no data-dependent Python control flow.
+    Laid out for a small ONNX graph (per-node runtime overhead dominates a step this size). The state is
+    [per layer: the last W-1 steps' [key (C), value (C), 1], time-major | the step embedding's last k-1
+    inputs], so shifting a cache is one flat slice, and an all-zero slot (episode start) carries flag 0:
+    log(flag) masks it out of attention. Per-head scores are one matmul of the cache with a query matrix
+    (query spread over its head's key channels) that a linear layer emits directly; head outputs are a
+    matmul/product/sum over the same layout, no transposes. Constant scalings (1/sqrt(hd), the action
+    normalizer) are folded into weights, which export's constant folding turns into initializers.
     """
 
     def __init__(self, model: StudentTransformer):
@@ -215,28 +221,64 @@ class StreamingTransformer(nn.Module):
         self.n_layer, self.w1, self.C = cfg.n_layer, cfg.attn_window - 1, cfg.n_embd
         self.n_head, self.hd = cfg.n_head, cfg.n_embd // cfg.n_head
         self.k1, self.in_dim = cfg.conv_kernel - 1, model.in_dim
-        # steps back of each attention slot [cache oldest..newest, current]: W-1, ..., 1, 0
-        self.register_buffer("slot_age", torch.arange(self.w1, -1, -1, dtype=torch.float32), persistent=False)
+        self.D = 2 * self.C + 1  # per step and layer: key, value, validity flag
+        head = torch.arange(self.C) // self.hd  # (C,) head of each channel
+        onehot = (head[:, None] == torch.arange(self.n_head)).float()  # (C, nh)
+        zeros = torch.zeros(self.C + 1, self.n_head)
+        value_heads = torch.cat([torch.zeros(self.C, self.n_head), onehot, torch.zeros(1, self.n_head)])
+        device = model.head.weight.device
+        self.register_buffer("key_heads", torch.cat([onehot, zeros]).to(device), persistent=False)  # (D, nh)
+        self.register_buffer("value_heads", value_heads.t().to(device), persistent=False)  # (nh, D)
 
     def forward(self, obs: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
-        B = obs.shape[0]
-        steps = state[:, -1:]  # (B, 1) steps since episode start, saturating at W
-        slot_valid = self.slot_age[None, :] <= steps  # (B, W)
-        per = self.w1 * self.C  # one layer's keys (or values)
-        at = 2 * self.n_layer * per  # the step embedding's past inputs follow the caches
-        past = state[:, at : at + self.k1 * self.in_dim].reshape(B, self.k1, self.in_dim)
-        features = self.model.normalizer.features(obs, None, self.model.cfg.rtg)  # (B, F)
-        x, past = self.model.embed.step(features, past)  # (B, 1, C), (B, k-1, F)
-        caches = []
-        for i, block in enumerate(self.model.blocks):
-            k = state[:, (2 * i) * per : (2 * i + 1) * per].reshape(B, self.w1, self.n_head, self.hd)
-            v = state[:, (2 * i + 1) * per : (2 * i + 2) * per].reshape(B, self.w1, self.n_head, self.hd)
-            # caches (B, nh, W-1, hd), oldest step first
-            x, k, v = block.step(x, k.transpose(1, 2), v.transpose(1, 2), slot_valid)
-            caches += [k.transpose(1, 2).reshape(B, per), v.transpose(1, 2).reshape(B, per)]
-        action = self.model.normalizer.unaction(self.model.head(self.model.ln_f(x[:, 0])))  # (B, Da)
-        next_steps = torch.clamp(steps + 1.0, max=float(self.w1 + 1))
-        return action, torch.cat([*caches, past.reshape(B, -1), next_steps], dim=1)
+        m, C = self.model, self.C
+        sizes = [self.w1 * self.D] * self.n_layer + [self.k1 * self.in_dim]
+        *caches, past = state.split(sizes, dim=1)  # (B, (W-1)·D) per layer, (B, (k-1)·F)
+        window = torch.cat([past, self._features(obs)], dim=1)  # (B, k·F) oldest first
+        conv = m.embed.conv  # weight (C, F, k) -> (C, k·F) matching the window's step-major order
+        x = F.linear(window, conv.weight.permute(0, 2, 1).reshape(C, -1), conv.bias)  # (B, C)
+        next_caches, mask = [], None
+        for cache, block in zip(caches, m.blocks, strict=True):
+            x, kv, mask = self._block(block, x, cache, mask)  # (B, C), (B, W·D), (B, W, 1)
+            next_caches.append(kv[:, self.D :])  # drop the oldest step
+        head = m.head  # unaction folded into the head: a·std + mean
+        std, mean = m.normalizer.action_std, m.normalizer.action_mean
+        action = F.linear(m.ln_f(x), head.weight * std[:, None], head.bias * std + mean)  # (B, Da)
+        return action, torch.cat([*next_caches, window[:, self.in_dim :]], dim=1)
+
+    def _features(self, obs: Tensor) -> Tensor:
+        """Normalized step input (B, F): (obs - mean)·(keep/std) [+ the constant return target]."""
+        nz = self.model.normalizer
+        x = (obs - nz.obs_mean) * (nz.obs_keep / nz.obs_std)  # (B, Ds)
+        if not self.model.cfg.rtg:
+            return x
+        return F.pad(x, (0, 1), value=float(nz.rtg(nz.rtg_target)))  # (B, Ds+1)
+
+    def _block(self, block: Block, x: Tensor, cache: Tensor, mask: Tensor | None):
+        """One block on one step: x (B, C), cache (B, (W-1)·D) -> x (B, C), this step appended to the
+        cache (B, W·D), and the additive attention mask (B, W, 1) (from the first layer's flags)."""
+        a, C, nh, D = block.attn, self.C, self.n_head, self.D
+        h = block.ln_1(x)  # (B, C)
+        w, b = a.qkv.weight, a.qkv.bias  # rows: query, key, value
+        flag_w, one = w.new_zeros(1, C), b.new_ones(1)  # the flag: 0·x + 1, exactly 1
+        flat = torch.cat([cache, F.linear(h, torch.cat([w[C:], flag_w]), torch.cat([b[C:], one]))], dim=1)
+        kv = flat.reshape(-1, self.w1 + 1, D)  # (B, W, D) oldest step first
+        if mask is None:
+            # every layer stores the flag; the first layer's gives the mask for all
+            mask = kv[:, :, 2 * C :].log()  # (B, W, 1): 0 where a step was written, -inf before the start
+        # query matrix (B, D, nh): scaled query channel c in column head(c), zero outside the keys
+        qw = (w[:C] * a.scale)[:, None, :] * self.key_heads[:C, :, None]  # (C, nh, C)
+        qb = (b[:C] * a.scale)[:, None] * self.key_heads[:C]  # (C, nh)
+        pad = w.new_zeros(D - C, nh)
+        qm = F.linear(h, torch.cat([qw, pad[..., None].expand(-1, -1, C)]).reshape(D * nh, C),
+                      torch.cat([qb, pad]).reshape(-1)).reshape(-1, D, nh)  # fmt: skip
+        bias = a.rel_bias.flip(1).t()  # (W, nh): slot j is W-1-j steps back
+        att = (kv @ qm + bias + mask).softmax(dim=1)  # (B, W, nh)
+        y = ((att @ self.value_heads) * kv).sum(dim=1)  # (B, D): head outputs in the value channels
+        pw = a.proj.weight  # (C, C) -> (C, D), reading the value channels
+        proj = torch.cat([pw.new_zeros(C, C), pw, pw.new_zeros(C, 1)], dim=1)
+        x = x + F.linear(y, proj, a.proj.bias)
+        return x + block.mlp(block.ln_2(x)), flat, mask
 
 
 class WindowPolicy(nn.Module):
