@@ -11,6 +11,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from stable_baselines3 import SAC
+from stable_baselines3.common.logger import Logger
 
 from sim2real.data.config import ExpertConfig
 from sim2real.errors import UserError
@@ -23,6 +24,7 @@ def pendulum_zip(tmp_path_factory) -> tuple[Path, SAC]:
     """A tiny SAC trained for a few updates on Gymnasium's Pendulum-v1 (actions are torques in [-2, 2])."""
     path = tmp_path_factory.mktemp("zip") / "sac_pendulum.zip"
     model = SAC("MlpPolicy", gym.make("Pendulum-v1"), learning_starts=50, batch_size=16, seed=0, device="cpu")
+    model.set_logger(Logger(None, []))  # no SB3 log folder in /tmp
     model.learn(60)
     model.save(path)
     return path, model

@@ -13,6 +13,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecFrameStack, VecNormalize
 
 import envs
@@ -68,6 +69,7 @@ def train_student_rl(
     model = TRAINABLE[algo](
         "MlpPolicy", venv, seed=seed, device="cpu", verbose=0, **sb3_kwargs(algo, block.hyperparams)
     )
+    model.set_logger(Logger(None, []))  # SB3's default logger would leave a folder in /tmp per run
     model.learn(total_timesteps=timesteps, progress_bar=False)
     return StudentRL(model, norm, frames, algo, timesteps)
 
