@@ -9,6 +9,7 @@ Outputs of a stage whose inputs changed are moved aside (`<run_dir>/.stale/`), n
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 import time
 from datetime import UTC, datetime
@@ -108,15 +109,11 @@ def _move_aside(out: Path) -> None:
 
 
 def _read_state(run_dir: Path) -> dict:
-    import json
-
     p = run_dir / STATE_FILE
     return json.loads(p.read_text()) if p.exists() else {}
 
 
 def _summary(run_dir: Path, timings: dict[str, float]) -> None:
-    import json
-
     rep_path = run_dir / "validation" / "report.json"
     print("\n== pipeline summary ==")
     if rep_path.exists():

@@ -19,21 +19,14 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecFrameStack,
 import envs
 from sim2real.teacher.config import TeacherConfig
 from sim2real.teacher.hyperparams import TRAINABLE, sb3_kwargs
-
-
-class StudentObs(gym.ObservationWrapper):
-    """Only what the robot's sensors give."""
-
-    def __init__(self, env: gym.Env):
-        super().__init__(env)
-        self.observation_space = env.observation_space["student"]
-
-    def observation(self, observation: dict[str, np.ndarray]) -> np.ndarray:
-        return observation["student"]
+from sim2real.teacher.vec import SelectObs
 
 
 def student_vec_env(task: str, ranges: dict[str, Any], n_envs: int, frames: int) -> VecEnv:
-    fns = [lambda: StudentObs(gym.make(envs.env_id(task), randomization=ranges)) for _ in range(n_envs)]
+    def make() -> gym.Env:
+        return SelectObs(gym.make(envs.env_id(task), randomization=ranges), "student")
+
+    fns = [make] * n_envs
     return VecFrameStack(DummyVecEnv(fns), n_stack=frames)
 
 

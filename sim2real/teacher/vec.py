@@ -17,19 +17,21 @@ VEC_KINDS = ("auto", "dummy", "subproc")
 SUBPROC_MIN_CORES = 4
 
 
-class PrivilegedObs(gym.ObservationWrapper):
-    """The teacher sees the ground truth and the episode's physical parameters."""
+class SelectObs(gym.ObservationWrapper):
+    """One part of the task's dict observation: "privileged" for the teacher (ground truth and the
+    episode's physical parameters), "student" for RL baselines (only what the robot's sensors give)."""
 
-    def __init__(self, env: gym.Env):
+    def __init__(self, env: gym.Env, key: str):
         super().__init__(env)
-        self.observation_space = env.observation_space["privileged"]
+        self.key = key
+        self.observation_space = env.observation_space[key]
 
     def observation(self, observation: dict[str, np.ndarray]) -> np.ndarray:
-        return observation["privileged"]
+        return observation[self.key]
 
 
 def make_privileged_env(task: str, ranges: dict[str, Any]) -> gym.Env:
-    return PrivilegedObs(gym.make(envs.env_id(task), randomization=ranges))
+    return SelectObs(gym.make(envs.env_id(task), randomization=ranges), "privileged")
 
 
 def usable_cores() -> int:
