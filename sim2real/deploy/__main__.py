@@ -24,6 +24,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--run-dir", type=Path, default=None, help="for the validation report")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=DEFAULT_PORT)
+    p.add_argument(
+        "--bind", default="127.0.0.1", help="local address to send from (0.0.0.0 to reach another host)"
+    )
     p.add_argument("--rate-hz", type=float, default=None, help="default: 1 / the policy's control_dt")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--duration", type=float, default=None, help="seconds")
@@ -42,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, FileNotFoundError) as e:
         print(f"deploy: error: {str(e).replace('deploy.force=true', '--force')}", file=sys.stderr)
         return 2
-    robot = UdpRobot(args.host, args.port)
+    robot = UdpRobot(args.host, args.port, bind=args.bind)
     robot.connect()
     log = None
     try:
