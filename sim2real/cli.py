@@ -21,14 +21,19 @@ STAGES: dict[str, tuple[str, str]] = {
     "distill": ("sim2real.student.train:run", "distil the observation-only student (BC / DAgger)"),
     "export": ("sim2real.export:run", "export the student to ONNX with metadata and a parity check"),
     "validate": ("sim2real.validate.stage:run", "validate the exported policy under randomization; gate"),
-    "deploy": ("sim2real.deploy.cli:run", "run the controller against a robot (sim or udp)"),
-    "robot-sim": ("sim2real.deploy.robot_sim:run", "serve a MuJoCo robot over UDP for deploy robot=udp"),
+    "deploy": ("sim2real.deploy.cli:run", "run the controller against a robot (sim, udp or dds)"),
+    "robot-sim": ("sim2real.deploy.robot_sim:run", "serve a MuJoCo robot over UDP (or transport=dds)"),
     "pipeline": ("sim2real.pipeline:run", "teacher -> collect -> distill -> export -> validate"),
     "inspect": ("sim2real.inspect_task:run", "short randomized rollout showing observations and dynamics"),
 }
 # stages that take plain arguments instead of Hydra overrides: stage -> module:function(argv)
 PLAIN_COMMANDS: dict[str, tuple[str, str]] = {
-    "data": ("sim2real.data.cli:main", "data info PATH | data merge OUT SHARD... (dataset tools)"),
+    "data": ("sim2real.data.cli:main", "info PATH | merge OUT SHARD... | to-mcap PATH OUT.mcap"),
+    "sweep-summary": ("sim2real.sweep.summary:main", "sweep-summary DIR: one table + figure over a -m sweep"),
+}
+# `sim2real <stage> <sub> ...` commands with plain arguments (Hydra would reject the bare word)
+SUBCOMMANDS: dict[tuple[str, str], tuple[str, str]] = {
+    ("deploy", "replay"): ("sim2real.deploy.replay:main", "log=PATH.zarr: re-run a policy over a deploy log"),
 }
 
 
@@ -50,10 +55,13 @@ def usage() -> str:
     for name, (target, doc) in {**STAGES, **PLAIN_COMMANDS}.items():
         mark = "" if _available(target) else "  [planned, not built yet]"
         lines.append(f"  {name:<14} {doc}{mark}")
+    for (name, sub), (_, doc) in SUBCOMMANDS.items():
+        lines.append(f"  {name + ' ' + sub:<14} {doc}")
     lines += [
         "",
         "common overrides: task=pendulum|hopper|walker2d|halfcheetah|ant  run_dir=PATH  seed=N",
         "                  logger=none|local|wandb",
+        "sweeps: sim2real pipeline -m seed=0,1,2 [hydra/launcher=local|slurm|ray_cluster]  (docs/sweeps.md)",
         "`sim2real <stage> --cfg job` prints the resolved config; `--help` after a stage lists groups.",
     ]
     return "\n".join(lines)
@@ -72,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     stage, rest = argv[0], argv[1:]
     if stage in PLAIN_COMMANDS:
         return int(_load(PLAIN_COMMANDS[stage][0])(rest) or 0)
+    if (stage, rest[0] if rest else "") in SUBCOMMANDS:
+        return int(_load(SUBCOMMANDS[stage, rest[0]][0])(rest[1:]) or 0)
     if stage not in STAGES:
         print(f"sim2real: unknown stage {stage!r}\n\n{usage()}", file=sys.stderr)
         return 2
@@ -87,11 +97,18 @@ def _run_hydra(stage: str, overrides: list[str]) -> int:
     from sim2real.config import register
 
     register()
-    problem = config_problem(overrides)
+    multirun = any(o in ("-m", "--multirun") for o in overrides)
+    try:
+        overrides = multirun_overrides(overrides) if multirun else overrides
+        problem = config_problem(overrides)
+    except ValueError as e:
+        problem = str(e)
     if problem:
         print(f"sim2real {stage}: bad config: {problem}", file=sys.stderr)
         return 2
-    sys.argv = [f"sim2real {stage}", f"stage={stage}", *overrides]
+    for extra in [f"stage={stage}", *_worker_overrides()]:
+        overrides = _with_override(overrides, extra)
+    sys.argv = [f"sim2real {stage}", *overrides]
 
     @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
     def _entry(cfg) -> None:
@@ -99,6 +116,38 @@ def _run_hydra(stage: str, overrides: list[str]) -> int:
 
     _entry()
     return 0
+
+
+def _with_override(args: list[str], extra: str) -> list[str]:
+    """Insert `extra` before the first override: argparse needs Hydra's overrides in one block."""
+    first = next((i for i, a in enumerate(args) if "=" in a and not a.startswith("-")), 0)
+    return [*args[:first], extra, *args[first:]]
+
+
+def multirun_overrides(overrides: list[str]) -> list[str]:
+    """Under `-m`, every job gets its own run_dir: Hydra's job dir `<sweep dir>/<job number>`.
+
+    A fixed `run_dir=PATH` names the sweep's root (`hydra.sweep.dir`) instead; a swept one
+    (`run_dir=a,b`) is left to the user.
+    """
+    own = "run_dir=${hydra:runtime.output_dir}"
+    given = [o for o in overrides if o.startswith("run_dir=")]
+    if not given:
+        return _with_override(overrides, own)
+    root = given[-1].partition("=")[2]
+    if "," in root or "${" in root:
+        return overrides
+    if any(o.startswith("hydra.sweep.dir=") for o in overrides):
+        raise ValueError(f"under -m give either run_dir={root} (the sweep's root) or hydra.sweep.dir")
+    rest = [o for o in overrides if o not in given]
+    return _with_override(_with_override(rest, own), f"hydra.sweep.dir={root}")
+
+
+def _worker_overrides() -> list[str]:
+    """Under torchrun only rank 0 writes Hydra's run dir (`<run_dir>/logs/`): no config copy or log file."""
+    if os.environ.get("RANK", "0") == "0":
+        return []
+    return ["hydra.run.dir=.", "hydra.output_subdir=null", "hydra/job_logging=none"]
 
 
 def config_problem(overrides: list[str]) -> str | None:
@@ -112,14 +161,42 @@ def config_problem(overrides: list[str]) -> str | None:
 
     register()
     hydra_flags = [o for o in overrides if o.startswith("-")]
-    if hydra_flags:
-        return None  # --cfg, --help, --multirun...: let Hydra handle them
+    if set(hydra_flags) - {"-m", "--multirun"}:
+        return None  # --cfg, --help, --info...: let Hydra handle them
     try:
+        if hydra_flags:
+            overrides = _first_job(overrides)
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             OmegaConf.to_object(compose("config", overrides=overrides))
     except (HydraException, OmegaConfBaseException, ValueError) as e:
-        return _one_line(e)
+        return _one_line(e) + _plugin_hint(str(e))
     return None
+
+
+def _plugin_hint(msg: str) -> str:
+    """A launcher config whose Hydra plugin is not installed (conf/hydra/launcher/, docs/sweeps.md)."""
+    plugins = {
+        "'hydra/launcher/submitit_": "hydra-submitit-launcher",
+        "'hydra/launcher/ray": "hydra-ray-launcher",
+        "'hydra/launcher/joblib": "hydra-joblib-launcher (sim2real's scale extra)",
+    }
+    pip = [p for key, p in plugins.items() if f"Could not load {key}" in msg]
+    return f" (plugin not installed: pip install {pip[0]}; see docs/sweeps.md)" if pip else ""
+
+
+def _first_job(overrides: list[str]) -> list[str]:
+    """The overrides of a -m sweep's first job (each swept key at its first value), to check them."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    plain = [o for o in overrides if not o.startswith("-") and "${hydra:" not in o]
+    out = []
+    for o in OverridesParser.create().parse_overrides(plain):
+        if o.is_sweep_override():
+            first = next(iter(o.sweep_string_iterator()), "")
+            out.append(f"{o.input_line.partition('=')[0]}={first}")
+        else:
+            out.append(o.input_line)
+    return out
 
 
 def _one_line(e: BaseException) -> str:
@@ -147,5 +224,19 @@ def _run_stage(stage: str, cfg) -> None:
     except (UserError, ValueError, FileNotFoundError) as e:
         if os.environ.get("SIM2REAL_DEBUG"):
             raise
-        print(f"sim2real {stage}: error: {e}", file=sys.stderr)
+        job = _sweep_job()
+        print(f"sim2real {stage}{job}: error: {e}", file=sys.stderr)
+        if job:  # a failed job must not stop the sweep's other jobs; Hydra reports it at the end
+            from hydra.errors import CompactHydraException
+
+            raise CompactHydraException(f"sim2real {stage}{job} failed: {e}") from None
         sys.exit(2)
+
+
+def _sweep_job() -> str:
+    """' job N' when Hydra runs this as job N of a -m sweep, '' in a single run."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hc = HydraConfig.get()
+    return f" job {hc.job.num}" if hc.mode == RunMode.MULTIRUN else ""

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from envs.randomization import DEFAULT_RANGES
 from sim2real.data.config import CollectConfig, ExpertConfig, ImportKeys
+from sim2real.deploy.dds.mapping import RobotConfig
 from sim2real.student.config import DistillConfig, StudentConfig
 from sim2real.teacher.config import TeacherConfig
 from sim2real.validate.config import ValidateConfig
@@ -91,7 +92,9 @@ class LinkSettings:
 
 @dataclass
 class DeployConfig:
-    robot: str = "sim"  # sim: MujocoRobot in-process | udp: UdpRobot (robot-sim or hardware)
+    # sim: MujocoRobot in-process | udp: UdpRobot (robot-sim or hardware) | dds: DdsRobot over the
+    # `robot=<mapping>` (conf/robot/), loopback unless robot.interface names one
+    robot: str = "sim"
     episodes: int = 1
     force: bool = False  # deploy an export without a passing validation report
     steps: int | None = None  # per episode; None: until the simulated episode ends (or SIGINT)
@@ -104,6 +107,10 @@ class DeployConfig:
     soft_start_s: float = 0.5
     stale_after_s: float | None = None  # sensor watchdog; None: max(3 periods, 10 ms)
     max_action_rate: float | None = None  # per second; None: the export's metadata
+    # exponential action filter α in [0, 1), applied to the policy output before soft start, clipping
+    # and rate limit: filtered = α · previous filtered + (1 − α) · policy output (larger α: smoother,
+    # more lag); None: off. Recorded in the deployment log's `deploy.action_filter` attribute.
+    action_filter: float | None = None
     log: bool = True  # <run_dir>/deploy/<timestamp>.zarr
     serve_seconds: float | None = None  # robot-sim: stop after this long (None: until SIGINT)
     link: LinkSettings = field(default_factory=LinkSettings)
@@ -132,6 +139,12 @@ class Config:
     export: ExportConfig = field(default_factory=ExportConfig)
     validate: ValidateConfig = field(default_factory=ValidateConfig)
     deploy: DeployConfig = field(default_factory=DeployConfig)
+    # DDS robot mapping + link (`robot=go2 robot.interface=eth0 robot.domain=1`), see conf/robot/
+    robot: RobotConfig = field(default_factory=RobotConfig)
+    # `sim2real robot-sim transport=udp|dds profile=unitree_go|unitree_hg|ros2` (profile: default the
+    # mapping's; also applies to `deploy.robot=dds`)
+    transport: str = "udp"
+    profile: str | None = None
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     # `sim2real distill data=PATH.zarr`: train from any store (default: <run_dir>/demos.zarr)
     data: str | None = None

@@ -27,6 +27,12 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "export": ("export",),
     "validate": ("task", "validate", "expert"),
 }
+# fields that say how a stage runs, not what it produces: changing them does not rerun the stage
+EXECUTION_ONLY: dict[str, tuple[str, ...]] = {
+    "collect": ("backend", "ray_address", "workers", "progress", "commit_seconds"),
+    "validate": ("backend", "ray_address", "workers"),
+    "distill": ("ddp_backend", "ddp_timeout_s", "log_every"),
+}
 STATE_FILE = "pipeline.json"
 
 
@@ -52,6 +58,9 @@ def run(cfg: Config) -> None:
 
 def _stage_key(cfg: Config, stage: str, parent_key: str) -> str:
     conf = {s: _plain(getattr(cfg, s)) for s in SECTIONS[stage]}
+    for section, fields in EXECUTION_ONLY.items():
+        if isinstance(conf.get(section), dict):
+            conf[section] = {k: v for k, v in conf[section].items() if k not in fields}
     return inputs_key(conf, {"parent": parent_key})
 
 

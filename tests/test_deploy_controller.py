@@ -235,3 +235,60 @@ def test_log_writer_failure_is_reported_on_close(policy, tmp_path):
     Controller(policy, ScriptedRobot(), cfg(), log).run(steps=20)
     with pytest.raises(RuntimeError, match="deployment log writer failed"):
         log.close()
+
+
+# -- exponential action filter (deploy.action_filter) ---------------------------------------------
+
+
+def _filter(smoothing: float, **kw) -> safety.ActionFilter:
+    one = np.ones(1, np.float32)
+    args = {"low": -one, "high": one, "safe": 0 * one, "max_delta": None, "ramp_steps": 1}
+    return safety.ActionFilter(**{**args, **kw}, smoothing=smoothing)
+
+
+def test_action_filter_is_an_exponential_average_starting_at_the_first_output():
+    f = _filter(0.5)
+    sent = [f(np.array([x], np.float32))[0][0] for x in (0.8, 0.0, 0.0, 0.4)]
+    np.testing.assert_allclose(sent, [0.8, 0.4, 0.2, 0.3], atol=1e-6)  # α·previous + (1 − α)·policy
+
+
+def test_action_filter_smooths_before_clipping():
+    f = _filter(0.5)
+    f(np.zeros(1, np.float32))
+    action, events = f(np.array([1.6], np.float32))  # filtered 0.8: inside the bounds, so not clipped
+    assert action[0] == pytest.approx(0.8) and not events & safety.CLIPPED
+    action, events = f(np.array([3.0], np.float32))  # filtered 1.9 → clipped to 1
+    assert action[0] == 1.0 and events & safety.CLIPPED
+
+
+def test_action_filter_restarts_after_a_safe_hold_and_a_reset():
+    f = _filter(0.9)
+    f(np.array([1.0], np.float32))
+    f.hold_safe()
+    assert f(np.array([-0.5], np.float32))[0][0] == pytest.approx(-0.5)  # no memory of the 1.0
+    f.reset()
+    assert f(np.array([0.25], np.float32))[0][0] == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize("alpha", [-0.1, 1.0, 2.0])
+def test_action_filter_outside_zero_one_is_refused_naming_it(policy, alpha):
+    with pytest.raises(ValueError, match="action_filter"):
+        Controller(policy, ScriptedRobot(), cfg(action_filter=alpha))
+
+
+def test_controller_sends_the_filtered_policy_output_and_logs_the_raw_one(policy, tmp_path):
+    alpha = 0.8
+    log = DeployLog(
+        tmp_path / "log.zarr", {"task": "pendulum"}, policy.spec.obs_names, policy.spec.action_names
+    )
+    robot = ScriptedRobot()
+    Controller(policy, robot, cfg(action_filter=alpha), log).run(steps=30)
+    log.close()
+    import zarr
+
+    raw = zarr.open_group(str(tmp_path / "log.zarr"), mode="r")["data/policy_action"][:, 0]
+    ema = np.zeros_like(raw)
+    for t, r in enumerate(raw):
+        ema[t] = r if t == 0 else alpha * ema[t - 1] + (1 - alpha) * r
+    np.testing.assert_allclose(np.array(robot.sent[:30])[:, 0], np.clip(ema, -1, 1), atol=1e-5)
+    assert np.abs(np.diff(np.array(robot.sent[:30])[:, 0])).max() < np.abs(np.diff(raw)).max()

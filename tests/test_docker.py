@@ -112,8 +112,14 @@ def test_constraints_pin_every_installed_distribution():
             name, _, version = line.partition("==")
             assert version, f"constraints.txt: {line!r} is not an exact pin"
             pins[re.sub(r"[-_.]+", "-", name).lower()] = version.strip()
+    import sysconfig
+
+    # only what pip installed into site-packages (Ray puts vendored copies on sys.path once imported)
+    site = {Path(sysconfig.get_paths()[k]).resolve() for k in ("purelib", "platlib")}
     missing = []
     for dist in metadata.distributions():
+        if Path(str(dist.locate_file(""))).resolve() not in site:
+            continue
         name = re.sub(r"[-_.]+", "-", dist.metadata["Name"]).lower()
         if name in ("sim2real", "pip", "setuptools", "wheel"):
             continue

@@ -100,3 +100,21 @@ def test_pipeline_resumes_after_a_killed_collection(tmp_path):
     g = zarr.open_group(str(store), mode="r")
     assert g["meta/episode_ends"].shape[0] >= 60
     assert np.array_equal(np.asarray(g["data/student_obs"][:10]), before)
+
+
+def test_switching_to_ray_or_more_workers_does_not_rerun_a_finished_stage():
+    import dataclasses
+
+    from sim2real.config import Config
+    from sim2real.pipeline import _stage_key
+
+    base = Config()
+    ray = dataclasses.replace(
+        base, collect=dataclasses.replace(base.collect, backend="ray", workers=8, ray_address="auto")
+    )
+    more = dataclasses.replace(
+        base, collect=dataclasses.replace(base.collect, episodes=base.collect.episodes + 1)
+    )
+    assert _stage_key(ray, "collect", "p") == _stage_key(base, "collect", "p")
+    assert _stage_key(more, "collect", "p") != _stage_key(base, "collect", "p")
+    assert _stage_key(base, "collect", "q") != _stage_key(base, "collect", "p")

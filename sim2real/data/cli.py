@@ -2,6 +2,7 @@
 
 Merging is how several collectors fill one dataset: each writes its own shard (one writer per store,
 enforced by the lock), then `merge` copies every shard's episodes and source entries into a new store.
+`sim2real data to-mcap PATH OUT.mcap` writes a store or deployment log as ROS 2 MCAP (`mcap_export`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sim2real.data.mcap_export import add_to_mcap_parser, to_mcap_main
 from sim2real.data.schema import Episode
 from sim2real.data.store import DemoStore
 from sim2real.errors import UserError
@@ -140,10 +142,13 @@ def main(argv: list[str]) -> int:
     mrg = sub.add_parser("merge", help="merge shards (stores of the same task) into a new store OUT")
     mrg.add_argument("out")
     mrg.add_argument("shards", nargs="+")
+    add_to_mcap_parser(sub)
     args = parser.parse_args(argv)
     try:
         if args.cmd == "info":
             print(summary(DemoStore.open(args.path)))
+        elif args.cmd == "to-mcap":
+            print(to_mcap_main(args))
         else:
             dst = merge(args.out, args.shards)
             print(

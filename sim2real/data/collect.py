@@ -3,15 +3,17 @@
 Episodes are committed as they finish (at least every `collect.commit_seconds`), so a killed run
 keeps what it committed and `collect.resume=true` continues to `collect.episodes`. Attempt `a` of a
 source runs with seed `seed_base + a`; a resumed run starts after the last committed attempt.
+`collect.backend=ray` runs the same attempts as Ray tasks (sim2real/data/ray_collect.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +26,7 @@ from sim2real.data.rollout import VectorRollout, make_vector_env, task_spec
 from sim2real.data.schema import Episode, StoreSpec
 from sim2real.data.store import DemoStore, exists
 from sim2real.errors import UserError
+from sim2real.ray_backend import check_backend, session
 
 if TYPE_CHECKING:
     from sim2real.config import Config
@@ -42,9 +45,11 @@ def check_config(c: CollectConfig) -> None:
         ("action_noise", c.action_noise >= 0),
         ("commit_seconds", c.commit_seconds >= 0),
         ("max_attempts", c.max_attempts >= 0),
+        ("workers", c.workers is None or c.workers >= 1),
     ):
         if not ok:
             raise ValueError(f"collect.{name}={getattr(c, name)!r} is out of range")
+    check_backend(c.backend, "collect.backend")
 
 
 def open_store(path: Path, spec: StoreSpec, resume: bool) -> DemoStore:
@@ -110,15 +115,17 @@ class Tally:
     kept: int = 0
     start: float = field(default_factory=time.monotonic)
     returns: list[float] = field(default_factory=list)
+    steps: int = 0  # env steps, when no single rollout counts them (Ray backend)
 
-    def summary(self, rollout: VectorRollout) -> dict[str, Any]:
+    def summary(self, rollout: VectorRollout | None = None) -> dict[str, Any]:
         secs = max(time.monotonic() - self.start, 1e-9)
+        steps = rollout.steps if rollout is not None else self.steps
         r = np.asarray(self.returns) if self.returns else np.full(1, np.nan)
         return {
             "attempts": self.attempts,
             "kept": self.kept,
-            "env_steps": rollout.steps,
-            "steps_per_s": round(rollout.steps / secs, 1),
+            "env_steps": steps,
+            "steps_per_s": round(steps / secs, 1),
             "return_mean": float(np.mean(r)),
             "return_min": float(np.min(r)),
             "return_max": float(np.max(r)),
@@ -195,22 +202,31 @@ def run(cfg: Config) -> None:
     run_dir = Path(cfg.run_dir)
     out = run_dir / "demos.zarr"
     expert = load_expert(cfg.expert, run_dir, cfg.task.name)
-    venv = make_vector_env(cfg.task.name, cfg.task.ranges(), c.n_envs, c.async_envs)
+    spec = task_spec(cfg.task.name, cfg.task.ranges())
+    ray = c.backend == "ray"
+    venv = None if ray else make_vector_env(cfg.task.name, cfg.task.ranges(), c.n_envs, c.async_envs)
+    remote = session(c.ray_address, c.workers, "collect.ray_address") if ray else contextlib.nullcontext()
     try:
-        with open_store(out, task_spec(cfg.task.name, cfg.task.ranges()), c.resume) as store:
+        with remote, open_store(out, spec, c.resume) as store:
             sha = getattr(expert, "sha256", None)
             with stage_run(out, "collect", asdict(cfg), cfg.seed, {"expert": sha} if sha else {}) as srun:
                 logger = MetricLogger(cfg.logger, run_dir / "logs" / "collect", "collect", asdict(cfg))
                 sid, seed_base = attach_source(store, source_entry(expert, cfg))
-                rollout = VectorRollout(venv, expert, c.action_noise)
-                tally = collect(store, rollout, c, sid, seed_base, logger)
+                rollout = None if venv is None else VectorRollout(venv, expert, c.action_noise)
+                if rollout is None:
+                    from sim2real.data.ray_collect import collect_ray
+
+                    tally = collect_ray(store, _absolute(cfg), sid, seed_base, spec, logger)
+                else:
+                    tally = collect(store, rollout, c, sid, seed_base, logger)
                 logger.close()
                 srun.summary.update(
                     tally.summary(rollout), episodes=store.num_episodes, steps=store.num_steps
                 )
                 srun.outputs["demos.zarr"] = sha256_tree(out)
     finally:
-        venv.close()
+        if venv is not None:
+            venv.close()
     s = srun.summary
     done = (
         f"this run kept {s['kept']} of {s['attempts']} attempts, return {s['return_mean']:.1f} "
@@ -219,3 +235,11 @@ def run(cfg: Config) -> None:
         else f"nothing to do (collect.episodes={c.episodes})"
     )
     print(f"collect: {out} holds {s['episodes']} episodes ({s['steps']} steps); {done}")
+
+
+def _absolute(cfg: Config) -> Config:
+    """Paths a Ray worker resolves on its own (its working directory may differ): made absolute."""
+    expert = cfg.expert
+    if expert.path:
+        expert = replace(expert, path=str(Path(expert.path).expanduser().resolve()))
+    return replace(cfg, run_dir=str(Path(cfg.run_dir).expanduser().resolve()), expert=expert)

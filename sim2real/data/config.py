@@ -38,6 +38,11 @@ class CollectConfig:
     # finished episodes are committed at least this often (each commit rewrites the edge chunks)
     commit_seconds: float = 1.0
     progress: bool = True
+    # where episodes run: local (this process, `n_envs` envs) or ray (tasks of `n_envs` envs each, one
+    # shard per task, merged in episode order; see sim2real/data/ray_collect.py)
+    backend: str = "local"
+    ray_address: str | None = None  # ray: None starts a local instance; "auto" or "HOST:PORT" joins one
+    workers: int | None = None  # ray: tasks in flight (None: the cluster's CPUs)
 
 
 @dataclass

@@ -1,8 +1,10 @@
-"""`sim2real deploy run_dir=R robot=sim|udp`: run the exported policy's controller against a robot.
+"""`sim2real deploy run_dir=R deploy.robot=sim|udp|dds`: run the exported policy's controller against a robot.
 
 `deploy.robot=sim` runs the task's simulator in-process (`MujocoRobot`, dynamics fixed with
 `deploy.dynamics.<name>=value`); `deploy.robot=udp` talks to `sim2real robot-sim` (or a robot speaking
-the wire format) at `deploy.host:deploy.port`. Every step goes to `<R>/deploy/<timestamp>.zarr`.
+the wire format) at `deploy.host:deploy.port`; `deploy.robot=dds` drives a DDS robot through the mapping
+`robot=<name>` (conf/robot/; loopback unless `robot.interface=eth0`). Every step goes to
+`<R>/deploy/<timestamp>.zarr`.
 Unlike the runtime modules, this one may import the simulator (lazily, for robot=sim only).
 """
 
@@ -16,7 +18,7 @@ from sim2real.deploy.log import DeployLog, log_attrs, log_path
 from sim2real.deploy.policy import Policy, load_policy
 from sim2real.errors import UserError
 
-ROBOTS = ("sim", "udp")
+ROBOTS = ("sim", "udp", "dds")
 
 
 def check_validated(export_dir: Path, run_dir: Path, force: bool) -> dict[str, Any]:
@@ -37,6 +39,7 @@ def controller_config(d) -> ControllerConfig:
         safe_action=None if d.safe_action is None else tuple(d.safe_action),
         soft_start_s=d.soft_start_s,
         max_action_rate=d.max_action_rate,
+        action_filter=d.action_filter,
     )
 
 
@@ -51,6 +54,13 @@ def make_robot(cfg, policy: Policy):
         from sim2real.deploy.udp import UdpRobot
 
         return UdpRobot(d.host, d.port)
+    if d.robot == "dds":
+        from sim2real.deploy.dds.mapping import check_policy, mapping_for
+        from sim2real.deploy.dds.robot import DdsRobot
+
+        mapping = mapping_for(cfg.robot, profile=cfg.profile)
+        check_policy(mapping, policy.spec, f"robot mapping {mapping.name or '(config)'}")
+        return DdsRobot(mapping)
     raise UserError(f"deploy.robot={d.robot!r} is not one of {ROBOTS}")
 
 
@@ -59,7 +69,11 @@ def open_log(run_dir: Path, policy: Policy, robot, gate: dict[str, Any], cfg) ->
 
     spec = policy.spec
     attrs = log_attrs(
-        spec, cfg.deploy.robot, gate, code_version=code_version(), deploy={"config": _plain(cfg.deploy)}
+        spec,
+        cfg.deploy.robot,
+        gate,
+        code_version=code_version(),
+        deploy={"config": _plain(cfg.deploy), "action_filter": cfg.deploy.action_filter},
     )
     return DeployLog(
         log_path(run_dir / "deploy"),
@@ -109,8 +123,12 @@ def run(cfg) -> None:
                 break
     finally:
         robot.close()
+        link = {}
+        if d.robot == "dds":  # link health: CRC errors, tick gaps, states received
+            print(f"deploy: dds link: {robot.stats.summary()}")
+            link = {"dds_link": _plain(robot.stats)}
         if log is not None:
-            log.close({"episodes": episodes})
+            log.close({"episodes": episodes, **link})
             print(f"deploy: log {log.path}")
 
 

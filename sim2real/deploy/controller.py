@@ -36,6 +36,9 @@ class ControllerConfig:
     safe_action: tuple[float, ...] | None = None  # None: zeros
     soft_start_s: float = 0.5  # ramp from the safe action to the policy's over this long
     max_action_rate: float | None = None  # per second; None: the export's max_action_rate
+    # exponential action filter α in [0, 1), before clipping and rate limit (see safety.ActionFilter):
+    # sent ← α · previous filtered + (1 − α) · policy output; None or 0: off
+    action_filter: float | None = None
     latch_faults: bool = True  # a stale-sensor fault holds the safe action until the run ends
     raise_on_fault: bool = False  # raise ControllerFault when the run ended with a fault
     # busy-wait the last part of each period: sleep overshoots by ~0.1 ms on a quiet Linux box, by
@@ -98,6 +101,7 @@ class Controller:
             safe=np.asarray(safe, np.float32),
             max_delta=None if rate is None else rate * self.period,
             ramp_steps=max(1, round(cfg.soft_start_s / self.period)),
+            smoothing=cfg.action_filter or 0.0,
         )
         if self.filter.safe.shape != (spec.action_dim,):
             raise ValueError(

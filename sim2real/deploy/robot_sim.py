@@ -1,4 +1,4 @@
-"""`sim2real robot-sim`: the task's simulator served over UDP, standing in for robot firmware.
+"""`sim2real robot-sim`: the task's simulator served over UDP (or DDS), standing in for robot firmware.
 
     sim2real robot-sim task=pendulum deploy.port=47470 deploy.link.latency_ms=2 deploy.link.loss=0.01
     sim2real deploy run_dir=R deploy.robot=udp deploy.port=47470 deploy.force=true
@@ -6,6 +6,12 @@
 It binds `deploy.host` (loopback by default), answers each ACTION with the STATE after one control
 step (lockstep), and emulates a bad link with `deploy.link.*`. Runs until SIGINT or
 `deploy.serve_seconds`. The simulator is imported here, never by the runtime.
+
+    sim2real robot-sim transport=dds robot=pendulum_unitree_go   # profile=ros2: same mapping, ROS 2 topics
+    sim2real deploy run_dir=R deploy.robot=dds robot=pendulum_unitree_go deploy.force=true
+
+With `transport=dds` it publishes the state on the mapping's profile topics at the control rate (loopback
+only unless `robot.interface` names an interface) and applies the newest command each tick.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import signal
 import threading
 
 from sim2real.deploy.udp import LinkConfig, RobotServer
+from sim2real.errors import UserError
 from sim2real.sim_robot import MujocoRobot
 
 
@@ -25,7 +32,47 @@ def make_server(cfg) -> RobotServer:
     return RobotServer(robot, d.host, d.port, link)
 
 
+def make_dds_server(cfg):
+    """The task's MuJoCo model on DDS topics (`transport=dds robot=<mapping> profile=...`), ticking at
+    `deploy.rate_hz` (default: the task's control rate)."""
+    from sim2real.deploy.dds.mapping import mapping_for
+    from sim2real.deploy.dds.server import DdsRobotServer
+
+    d = cfg.deploy
+    mapping = mapping_for(cfg.robot, profile=cfg.profile)
+    if mapping.task and mapping.task != cfg.task.name:
+        raise UserError(f"robot mapping {mapping.name} is for task {mapping.task!r}, not {cfg.task.name!r}")
+    robot = MujocoRobot(cfg.task.name, d.dynamics.fixed(), cfg.task.ranges(), seed=cfg.seed)
+    robot.connect()
+    model = robot.env.unwrapped.model  # N m per unit action: the nominal gear (motor_strength is physics)
+    gear = model.actuator_gear[:, 0] / robot.extras()["dynamics"].get("motor_strength", 1.0)
+    rate = d.rate_hz or 1.0 / robot.control_dt
+    return DdsRobotServer(robot, mapping, rate, effort_scale=gear, seed=cfg.seed).open()
+
+
+def run_dds(cfg) -> None:
+    server = make_dds_server(cfg)
+    stop = threading.Event()
+    old = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    print(
+        f"robot-sim: {cfg.task.name} on dds ({server.profile.name}: state {server.state_topic!r}, commands "
+        f"{server.command_topic!r}, {server.where()}) at {server.rate_hz:g} Hz; Ctrl-C stops",
+        flush=True,
+    )
+    try:
+        server.serve(stop, duration=cfg.deploy.serve_seconds)
+    finally:
+        signal.signal(signal.SIGINT, old)
+        server.close()
+        server.robot.close()
+        print(f"robot-sim: stopped; {server.stats.summary()}", flush=True)
+
+
 def run(cfg) -> None:
+    if cfg.transport not in ("udp", "dds"):
+        raise UserError(f"transport={cfg.transport!r} is not one of ('udp', 'dds')")
+    if cfg.transport == "dds":
+        return run_dds(cfg)
     server = make_server(cfg)
     stop = threading.Event()
     old = signal.signal(signal.SIGINT, lambda *_: stop.set())

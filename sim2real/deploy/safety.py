@@ -1,8 +1,9 @@
 """Safety layer between the policy and the actuators: action filter, sensor watchdog, event codes.
 
 The filter turns a raw policy output into what the actuators may receive: a non-finite output
-becomes the safe action, then soft start (a ramp from the safe action), clipping to the exported
-bounds and a rate limit. The watchdog tells when the newest sensor reading is too old to act on.
+becomes the safe action, then an optional exponential smoothing, soft start (a ramp from the safe
+action), clipping to the exported bounds and a rate limit. The watchdog tells when the newest
+sensor reading is too old to act on.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ class ActionFilter:
 
     `max_delta` is the largest change per step (max_action_rate · period), or None for no limit;
     `ramp_steps` is the soft-start length: step i of a ramp sends safe + (i+1)/ramp_steps · (a − safe).
+    `smoothing` is the exponential filter's α in [0, 1), applied first (before soft start, clipping
+    and rate limit): ema_t = α · ema_{t−1} + (1 − α) · raw_t, with ema = raw_0 at the first output after
+    a reset or a safe hold (so the filter smooths changes but adds no ramp of its own); 0 is off.
     """
 
     low: np.ndarray  # (Da,)
@@ -51,26 +55,41 @@ class ActionFilter:
     safe: np.ndarray  # (Da,)
     max_delta: float | None
     ramp_steps: int
+    smoothing: float = 0.0
 
     def __post_init__(self) -> None:
         if np.any(self.safe < self.low) or np.any(self.safe > self.high):
             raise ValueError(f"safe action {self.safe.tolist()} lies outside the action bounds")
+        if not 0.0 <= self.smoothing < 1.0:
+            raise ValueError(f"action_filter (smoothing α) must be in [0, 1), got {self.smoothing}")
         self.prev = self.safe.copy()
+        self.ema: np.ndarray | None = None  # (Da,) the smoothed policy output; None: start afresh
         self._ramp_i = 0
 
     def reset(self, prev: np.ndarray | None = None) -> None:
-        """Start a new soft-start ramp from `prev` (default: the safe action)."""
+        """Start a new soft-start ramp from `prev` (default: the safe action) and a new smoothing."""
         self.prev = (self.safe if prev is None else prev).astype(np.float32).copy()
+        self.ema = None
         self._ramp_i = 0
 
     def hold_safe(self) -> np.ndarray:
         """The safe action, sent as is (no ramp, no rate limit: stopping must not wait)."""
         self.prev = self.safe.copy()
+        self.ema = None
         return self.prev.copy()
+
+    def smooth(self, raw: np.ndarray) -> np.ndarray:
+        """The exponential filter's output for this step (raw itself when smoothing is off)."""
+        a = raw.astype(np.float32)
+        if self.smoothing > 0.0:
+            if self.ema is not None:
+                a = (self.smoothing * self.ema + (1.0 - self.smoothing) * a).astype(np.float32)
+            self.ema = a
+        return a
 
     def __call__(self, raw: np.ndarray) -> tuple[np.ndarray, int]:
         events = 0
-        a = raw.astype(np.float32)
+        a = self.smooth(raw)
         if self._ramp_i < self.ramp_steps:
             self._ramp_i += 1
             a = self.safe + (self._ramp_i / self.ramp_steps) * (a - self.safe)

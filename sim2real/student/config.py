@@ -48,6 +48,11 @@ class DistillConfig:
     threads: int = 1  # CPU intra-op threads (0: torch's default); the small default model gains nothing
     compile: bool = False  # torch.compile (CUDA only)
     amp: bool = True  # bf16 autocast (CUDA only)
+    log_every: int = 25  # train/loss (mean since the last log) every N steps
+    # data parallel under torchrun (README "Distillation on several GPUs / nodes"): batch_size stays the
+    # global batch, split evenly across the processes; the loss trajectory is the one-process one
+    ddp_backend: str | None = None  # nccl | gloo | ... ; null: nccl on CUDA, gloo on the CPU
+    ddp_timeout_s: int = 1800  # how long the other ranks wait for rank 0 (DAgger rollouts, evaluation)
     # DAgger: rounds after BC; each round collects episodes with the student driving (probability
     # 1-β per step), the expert labels every visited state, and training continues on the aggregate
     dagger_rounds: int = 0

@@ -3,6 +3,7 @@
 Reads `data=PATH.zarr` (default `<run_dir>/demos.zarr`) and nothing else: no expert or teacher dir is
 needed unless `distill.dagger_rounds > 0`. Writes `<run_dir>/student/` (model.safetensors,
 config.json, manifest.json, metrics) and, while unfinished, resumable progress files.
+Under `torchrun` it trains data-parallel (DDP) with the trajectory of one process (see `distributed`).
 """
 
 from __future__ import annotations
@@ -20,19 +21,29 @@ import torch
 from tqdm import tqdm
 
 from sim2real.artifacts import sha256_file, sha256_tree, stage_run
-from sim2real.config import Config
+from sim2real.config import Config, LoggerConfig
 from sim2real.data.sampler import WindowSampler, fit_stats, split_episodes
 from sim2real.data.store import DemoStore, exists, stored_path
 from sim2real.errors import UserError
 from sim2real.metrics import MetricLogger
 from sim2real.student import checkpoint as ckpt
+from sim2real.student.distributed import (
+    World,
+    barrier,
+    local_batch_size,
+    process_group,
+    rank_device,
+    resolve_backend,
+    shard,
+    sharded_masked_mse,
+    sum_over_ranks,
+)
 from sim2real.student.model import ModelConfig
 from sim2real.student.normalizer import return_stats
 from sim2real.student.optim import lr_at, make_optimizer, masked_mse
 from sim2real.student.rollout import evaluate, make_envs
 
 EVAL_SEED_BASE = 2**31 - 2**20  # evaluation seeds EVAL_SEED_BASE + i: far from collection and DAgger seeds
-LOG_EVERY = 25
 VAL_MAX_BATCHES = 20
 
 
@@ -45,24 +56,41 @@ def resolve_device(name: str) -> torch.device:
 
 
 def run(cfg: Config) -> None:
-    run_dir = Path(cfg.run_dir)
-    data = stored_path(cfg.data) if cfg.data else run_dir / "demos.zarr"
+    world = World.from_env()
+    local_batch_size(cfg.distill.batch_size, world)  # a bad split fails before any networking
+    data = stored_path(cfg.data) if cfg.data else Path(cfg.run_dir) / "demos.zarr"
     if not exists(data):
         hint = "pass data=PATH.zarr" if cfg.data else "run `sim2real collect` first or pass data=PATH.zarr"
         raise FileNotFoundError(f"no demonstration store at {data}: {hint}")
+    device = rank_device(resolve_device(cfg.device), world)
+    backend = resolve_backend(cfg.distill.ddp_backend, device) if world.distributed else None
+    with process_group(world, backend, device, cfg.distill.ddp_timeout_s):
+        summary = _distill(cfg, data, world)
+        barrier(world, device)  # the others wait for rank 0's final evaluation and manifest
+    if summary is None:
+        return
+    out = Path(cfg.run_dir) / "student"
+    ret = summary.get("eval_return_mean")
+    tail = f"; return {ret:.1f} ± {summary['eval_return_ci95']:.1f} (95% CI)" if ret is not None else ""
+    print(f"distill: student ({summary['parameters']} parameters) saved to {out}{tail}")
+
+
+def _distill(cfg: Config, data: Path, world: World) -> dict[str, Any] | None:
+    """Rank 0 trains inside `stage_run` (manifest) with the DAgger expert; other ranks alongside it."""
+    out = Path(cfg.run_dir) / "student"
+    if not world.is_main:
+        Trainer(cfg, data, out, world=world).fit()
+        return None
     expert = load_dagger_expert(cfg)
-    out = run_dir / "student"
     parents = {"demos": sha256_tree(data)}
     with stage_run(out, "distill", asdict(cfg), cfg.seed, parents) as stage:
-        trainer = Trainer(cfg, data, out, expert=expert)
+        trainer = Trainer(cfg, data, out, expert=expert, world=world)
         summary = trainer.fit()
         stage.outputs.update({f: sha256_file(out / f) for f in (ckpt.MODEL_FILE, ckpt.CONFIG_FILE)})
         if cfg.distill.dagger_rounds:
             stage.outputs["demos_after_dagger"] = sha256_tree(data)
         stage.summary.update(summary)
-    ret = summary.get("eval_return_mean")
-    tail = f"; return {ret:.1f} ± {summary['eval_return_ci95']:.1f} (95% CI)" if ret is not None else ""
-    print(f"distill: student ({summary['parameters']} parameters) saved to {out}{tail}")
+    return summary
 
 
 def load_dagger_expert(cfg: Config):
@@ -78,11 +106,19 @@ def load_dagger_expert(cfg: Config):
 
 
 class Trainer:
-    """Owns the model, optimizer, samplers and progress; `fit()` runs BC then the DAgger rounds."""
+    """Owns the model, optimizer, samplers and progress; `fit()` runs BC then the DAgger rounds.
 
-    def __init__(self, cfg: Config, data: Path, out: Path, expert=None):
+    With several processes (`world`, inside `distributed.process_group`) each trains on its slice of
+    the same global batch; only rank 0 writes, logs, evaluates and collects DAgger episodes.
+    """
+
+    def __init__(self, cfg: Config, data: Path, out: Path, expert=None, world: World | None = None):
         self.cfg, self.dc, self.data, self.out, self.expert = cfg, cfg.distill, data, out, expert
-        self.device = resolve_device(cfg.device)
+        self.world = world or World()
+        local_batch_size(self.dc.batch_size, self.world)
+        if self.dc.log_every < 1:
+            raise UserError(f"distill.log_every={self.dc.log_every} must be >= 1")
+        self.device = rank_device(resolve_device(cfg.device), self.world)
         if self.device.type == "cpu" and self.dc.threads > 0:
             torch.set_num_threads(self.dc.threads)
         self.total = self.dc.steps + self.dc.dagger_rounds * self.dc.dagger_steps
@@ -94,11 +130,28 @@ class Trainer:
         self.model = ckpt.build_model(self._model_config()).to(self.device)
         self._fit_normalizer()
         self.opt = make_optimizer(self.model, self.dc, self.device)
-        compiled = self.dc.compile and self.device.type == "cuda"
-        self.forward = torch.compile(self.model) if compiled else self.model
-        self.logger = MetricLogger(cfg.logger, out, "distill", asdict(cfg))
+        log_cfg = cfg.logger if self.world.is_main else LoggerConfig(kind="none")
+        self.logger = MetricLogger(log_cfg, out, "distill", asdict(cfg))
         self.resumed = self._maybe_resume()
+        self.forward, self.train_forward = self._forwards()
         self._make_samplers()
+
+    def _forwards(self):
+        """(evaluation forward, training forward); across processes the training one is DDP's, which
+        broadcasts rank 0's weights (and normalizer) once and averages gradients at every step."""
+        maybe_compile = torch.compile if self.dc.compile and self.device.type == "cuda" else (lambda m: m)
+        if not self.world.distributed:
+            forward = maybe_compile(self.model)
+            return forward, forward
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        ddp = torch.nn.parallel.DistributedDataParallel(
+            self.model, device_ids=ids, forward_sync_buffers=False
+        )
+        return maybe_compile(self.model), maybe_compile(ddp)
+
+    def _say(self, message: str) -> None:
+        if self.world.is_main:
+            tqdm.write(message)
 
     # ---- data ----------------------------------------------------------------------------------------
     def _load_data(self) -> None:
@@ -159,7 +212,10 @@ class Trainer:
         """
         start, t0 = self.step, time.monotonic()
         end = self.total if stop_at is None else min(stop_at, self.total)
-        bar = tqdm(total=self.total, initial=self.step, desc="distill", unit="step", dynamic_ncols=True)
+        bar = tqdm(
+            total=self.total, initial=self.step, desc="distill", unit="step", dynamic_ncols=True,
+            disable=not self.world.is_main,
+        )  # fmt: skip
         try:
             while self.step < end:
                 if self.step >= self._phase_end(self.round):
@@ -186,8 +242,8 @@ class Trainer:
             losses.append(self.train_step(self.sampler.sample(self.dc.batch_size), lr))
             self.step += 1
             bar.update(1)
-            if self.step % LOG_EVERY == 0 or self.step == end:
-                loss = float(torch.stack(losses).mean())
+            if self.step % self.dc.log_every == 0 or self.step == end:
+                loss = float(sum_over_ranks(torch.stack(losses), self.world).mean()) / self.world.size
                 rate = len(losses) * self.dc.batch_size / (time.monotonic() - t_log)
                 metrics = {"train/loss": loss, "train/lr": lr, "train/sequences_per_s": rate}
                 self.logger.log(metrics, self.step)
@@ -196,21 +252,25 @@ class Trainer:
             self._periodic(end)
 
     def _periodic(self, end: int) -> None:
-        s = self.step
-        if self.dc.val_every and (s % self.dc.val_every == 0 or s == self.total):
-            self.logger.log({"val/loss": self.val_loss()}, s)
-        if self.dc.eval_every and s % self.dc.eval_every == 0 and s < self.total and self.can_evaluate():
-            self.logger.log(self.eval_rollouts(), s)
-        if self.dc.checkpoint_every and s % self.dc.checkpoint_every == 0 and s < self.total:
+        s, dc = self.step, self.dc
+        if self.world.is_main:  # validation and rollouts on rank 0 alone: the others wait at the next step
+            if dc.val_every and (s % dc.val_every == 0 or s == self.total):
+                self.logger.log({"val/loss": self.val_loss()}, s)
+            if dc.eval_every and s % dc.eval_every == 0 and s < self.total and self.can_evaluate():
+                self.logger.log(self.eval_rollouts(), s)
+        if dc.checkpoint_every and s % dc.checkpoint_every == 0 and s < self.total:
             self.checkpoint()
 
     def train_step(self, batch, lr: float) -> torch.Tensor:
-        """One AdamW step on a WindowBatch; returns the loss (a tensor: no device sync here)."""
+        """One AdamW step on a global WindowBatch, of which this process trains on its slice; returns
+        this process's share of the loss (the batch loss is their mean; a tensor: no device sync here)."""
         for group in self.opt.param_groups:
             group["lr"] = lr
+        part = shard(batch, self.world)
         with self._autocast():
-            pred = self.forward(batch.obs, batch.mask, batch.rtg if self.cfg.student.rtg else None)
-        loss = masked_mse(pred, self.model.normalizer.action(batch.action), batch.mask)
+            pred = self.train_forward(part.obs, part.mask, part.rtg if self.cfg.student.rtg else None)
+        target = self.model.normalizer.action(part.action)
+        loss = sharded_masked_mse(pred, target, part.mask, batch.mask, self.world)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.dc.grad_clip)
@@ -246,7 +306,7 @@ class Trainer:
             self._env_matches = ours == (tuple(self.spec.student_names), tuple(self.spec.action_names))
             if not self._env_matches:
                 task = self.cfg.task.name
-                tqdm.write(f"distill: {self.data} has other observations than task {task}: no rollouts")
+                self._say(f"distill: {self.data} has other observations than task {task}: no rollouts")
         return self._env_matches
 
     @torch.no_grad()
@@ -268,35 +328,42 @@ class Trainer:
             raise UserError(
                 f"DAgger needs a store of task {self.cfg.task.name}'s observations; {self.data} differs"
             )
-        self.model.eval()
-        before = self.num_eps
-        stats = collect_round(self.model, self.expert, self.cfg, self.data, r)
+        before, stats = self.num_eps, None
+        if self.world.is_main:  # rank 0 rolls out and appends; the others wait, then all reload the store
+            self.model.eval()
+            stats = collect_round(self.model, self.expert, self.cfg, self.data, r)
+        barrier(self.world, self.device)
         self._load_data()
         self.train_eps = np.concatenate([self.train_eps, np.arange(before, self.num_eps)])
         self.round = r
-        self.logger.log(stats, self.step)
-        tqdm.write(
-            f"dagger round {r}: {self.num_eps - before} episodes appended (β={stats['dagger/beta']:.2f}, "
-            f"mixture return {stats['dagger/return_mean']:.1f})"
-        )
+        if stats is not None:
+            self.logger.log(stats, self.step)
+            self._say(
+                f"dagger round {r}: {self.num_eps - before} episodes appended (β={stats['dagger/beta']:.2f}, "
+                f"mixture return {stats['dagger/return_mean']:.1f})"
+            )
         self.checkpoint()
 
     # ---- checkpoints ---------------------------------------------------------------------------------
     def _config_key(self) -> str:
-        distill = {k: v for k, v in asdict(self.dc).items() if k != "resume"}
+        how = ("resume", "log_every", "ddp_backend", "ddp_timeout_s")  # no effect on the trajectory
+        distill = {k: v for k, v in asdict(self.dc).items() if k not in how}
         blob = {"student": asdict(self.cfg.student), "distill": distill, "seed": self.cfg.seed,
                 "task": asdict(self.cfg.task), "data": str(self.data)}  # fmt: skip
         return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
 
     def checkpoint(self) -> None:
-        """Weights + config + progress, then the train sampler is reseeded (see `_make_samplers`)."""
-        ckpt.save_student(self.out, self.model)
-        info = {
-            "step": self.step, "round": self.round, "config_key": self._config_key(),
-            "num_episodes": self.num_eps, "train_episodes": self.train_eps.tolist(),
-            "val_episodes": self.val_eps.tolist(), "torch_rng": torch.get_rng_state().numpy().tobytes().hex(),
-        }  # fmt: skip
-        ckpt.save_progress(self.out, self.opt, info)
+        """Weights + config + progress (rank 0), then the train sampler is reseeded on every rank (see
+        `_make_samplers`)."""
+        if self.world.is_main:
+            ckpt.save_student(self.out, self.model)
+            info = {
+                "step": self.step, "round": self.round, "config_key": self._config_key(),
+                "num_episodes": self.num_eps, "train_episodes": self.train_eps.tolist(),
+                "val_episodes": self.val_eps.tolist(),
+                "torch_rng": torch.get_rng_state().numpy().tobytes().hex(),
+            }  # fmt: skip
+            ckpt.save_progress(self.out, self.opt, info)
         self._make_samplers(val=False)
 
     def _maybe_resume(self) -> bool:
@@ -304,7 +371,7 @@ class Trainer:
         if info is None:
             return False
         if info.get("config_key") != self._config_key() or info.get("num_episodes") != self.num_eps:
-            tqdm.write(f"distill: progress in {self.out} is for another config or store; starting afresh")
+            self._say(f"distill: progress in {self.out} is for another config or store; starting afresh")
             return False
         self.model.load_state_dict(ckpt.load_weights(self.out), strict=True)
         ckpt.load_progress(self.out, self.opt)
@@ -312,10 +379,12 @@ class Trainer:
         self.train_eps, self.val_eps = np.asarray(info["train_episodes"]), np.asarray(info["val_episodes"])
         rng = np.frombuffer(bytes.fromhex(info["torch_rng"]), np.uint8).copy()
         torch.set_rng_state(torch.from_numpy(rng))
-        tqdm.write(f"distill: resuming from step {self.step} (DAgger round {self.round})")
+        self._say(f"distill: resuming from step {self.step} (DAgger round {self.round})")
         return True
 
     def _final_summary(self, steps: int, seconds: float) -> dict[str, Any]:
+        if not self.world.is_main:
+            return {"steps": self.step}
         ckpt.save_student(self.out, self.model)
         ckpt.clear_progress(self.out)
         summary: dict[str, Any] = {

@@ -7,6 +7,7 @@ baseline sets the floor of the normalized score.
 
 from __future__ import annotations
 
+import dataclasses
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -18,6 +19,7 @@ from sim2real.validate.scenarios import Episode
 
 PUSH_SECONDS = 0.2
 PUSH_PERIOD_SECONDS = 2.0
+RAY_TASKS_PER_WORKER = 4  # smaller tasks than workers: load balance and a moving progress bar
 
 
 @dataclass(frozen=True)
@@ -160,16 +162,35 @@ def _jerk(actions: np.ndarray) -> float:
     return float(np.abs(np.diff(actions, n=2, axis=0)).mean())
 
 
-def run_all(src: PolicySource, episodes: list[Episode], workers: int) -> list[dict]:
-    """Split episodes into chunks and run them in `workers` processes (in-process when workers <= 1)."""
-    if workers <= 1 or len(episodes) < 8:
+def run_all(src: PolicySource, episodes: list[Episode], workers: int, backend: str = "local") -> list[dict]:
+    """Split episodes into chunks and run them in `workers` processes (in-process when workers <= 1),
+    or as Ray tasks (`backend="ray"`, inside `ray_backend.session`); results in `episodes` order.
+
+    Every episode is a pure function of its seed, dynamics and stress, so the split changes nothing."""
+    if backend == "ray":
+        from sim2real.ray_backend import run_tasks
+
+        n = min(len(episodes), RAY_TASKS_PER_WORKER * workers)
+        chunks = [episodes[i::n] for i in range(n)]
+        src = dataclasses.replace(src, export_dir=_abs(src.export_dir), run_dir=_abs(src.run_dir))
+        src = dataclasses.replace(src, expert_path=_abs(src.expert_path))
+        parts = run_tasks(
+            run_chunk, [(src, c) for c in chunks], workers, desc=src.kind, weights=[len(c) for c in chunks]
+        )
+    elif workers <= 1 or len(episodes) < 8:
         return run_chunk(src, episodes)
-    chunks = [episodes[i::workers] for i in range(workers)]
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        parts = list(pool.map(run_chunk, [src] * workers, chunks))
+    else:
+        chunks = [episodes[i::workers] for i in range(workers)]
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            parts = list(pool.map(run_chunk, [src] * workers, chunks))
     order = {(ep.scenario, ep.value, ep.seed): i for i, ep in enumerate(episodes)}
     results = [r for part in parts for r in part]
     return sorted(results, key=lambda r: order[(r["scenario"], r["value"], r["seed"])])
+
+
+def _abs(path: str | None) -> str | None:
+    """A path a Ray worker can open whatever its working directory."""
+    return None if path is None else str(Path(path).expanduser().resolve())
 
 
 def exists(path: str | None) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from sim2real.artifacts import sha256_file, stage_run, write_json_atomic
 from sim2real.config import Config
 from sim2real.errors import UserError
 from sim2real.metrics import MetricLogger
+from sim2real.ray_backend import check_backend, session
 from sim2real.validate import report, scenarios, stats
 from sim2real.validate.rollout import PolicySource, run_all
 
@@ -23,16 +25,25 @@ def run(cfg: Config) -> None:
     onnx = export_dir / "policy.onnx"
     if not onnx.exists():
         raise UserError(f"{onnx} not found: run `sim2real export run_dir={run_dir}` first")
+    v = cfg.validate
+    check_backend(v.backend, "validate.backend")
+    if v.backend == "ray" and v.workers < 1:
+        raise ValueError(f"validate.workers={v.workers!r}: validate.backend=ray needs at least 1")
     sha = sha256_file(onnx)
     ranges = dr.make_ranges(cfg.task.ranges())
-    episodes = scenarios.build(cfg.validate, ranges)
+    episodes = scenarios.build(v, ranges)
     sources = _sources(cfg, export_dir)
-    with stage_run(out, "validate", dataclasses.asdict(cfg), cfg.seed, parents={"export": sha}) as stage:
+    ray = v.backend == "ray"
+    remote = session(v.ray_address, v.workers, "validate.ray_address") if ray else nullcontext()
+    with (
+        remote,
+        stage_run(out, "validate", dataclasses.asdict(cfg), cfg.seed, parents={"export": sha}) as stage,
+    ):
         results = []
         for src in sources:
             t0 = time.monotonic()
-            print(f"validate: {src.kind} on {len(episodes)} episodes ({cfg.validate.workers} workers)...")
-            results += run_all(src, episodes, cfg.validate.workers)
+            print(f"validate: {src.kind} on {len(episodes)} episodes ({v.workers} {v.backend} workers)...")
+            results += run_all(src, episodes, v.workers, v.backend)
             print(f"validate: {src.kind} done in {time.monotonic() - t0:.0f}s")
         metrics = stats.scenario_metrics(results)
         _demo_reference(cfg, run_dir, metrics)

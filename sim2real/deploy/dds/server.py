@@ -1,0 +1,186 @@
+"""The robot's side of a DDS link, as firmware does it: publish state at a fixed rate with a tick
+counter, apply the newest command (CRC checked), hold it until the next one.
+
+`sim2real robot-sim transport=dds robot=<mapping>` serves the task's MuJoCo model with this (the
+sim2sim loop over DDS on one machine); any `Robot` works, so tests serve small fakes. The motor model:
+each tick the held command becomes a joint torque, tau + kp·(q* − q) + kd·(dq* − dq) on the state just
+published (a motor whose mode is not the profile's enable value gives none), divided by `effort_scale`
+(N m per unit of the simulator's action; the actuator gear for MuJoCo) and clipped to [-1, 1]. The
+published joint and IMU fields are those that give the robot's readings under the mapping (inverse map).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sim2real.deploy.dds.link import Participant
+from sim2real.deploy.dds.mapping import Converter, MappingError, RobotConfig, joint_state_from_readings
+from sim2real.deploy.dds.profiles import get_profile
+from sim2real.deploy.dds.robot import READER_DEPTH, codec_for
+
+log = logging.getLogger("sim2real.dds")
+
+
+@dataclass
+class ServerStats:
+    ticks: int = 0  # states published
+    commands: int = 0  # valid commands received
+    crc_errors: int = 0  # commands dropped: CRC mismatch
+    bad_messages: int = 0  # commands dropped: wrong size or encoding
+    idle_ticks: int = 0  # ticks after the first command without a new one (command held)
+    overruns: int = 0  # ticks that finished after the next tick's deadline
+    episode_returns: list[float] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (
+            f"{self.ticks} states published, {self.commands} commands applied, {self.crc_errors} CRC "
+            f"errors, {self.bad_messages} malformed, {self.idle_ticks} ticks without a new command, "
+            f"{self.overruns} overruns, {len(self.episode_returns)} episodes ended"
+        )
+
+
+class DdsRobotServer:
+    """Serves `robot` on the profile's state/command topics at `rate_hz` (see module doc)."""
+
+    def __init__(self, robot, mapping: RobotConfig, rate_hz: float, effort_scale=None, seed: int = 0):
+        self.robot, self.mapping, self.rate_hz, self.seed = robot, mapping, float(rate_hz), seed
+        self.profile = get_profile(mapping.profile)
+        self.conv = conv = Converter(mapping)
+        _check_robot(robot, conv, mapping.name)
+        self.codec, self.state_topic, self.command_topic = codec_for(mapping, conv)
+        n = len(conv.motors)
+        self.effort = np.ones(n)
+        scale = conv.action_scale if effort_scale is None else np.asarray(effort_scale, np.float64)
+        self.effort[conv.action_joint] = scale
+        self.stats = ServerStats()
+        self._held = None  # the command being applied (CommandView copy)
+        self._applied = np.zeros(n)  # (n,) joint torque of the last tick
+        self._joints: dict[str, np.ndarray] | None = None
+        self._return = 0.0
+        self._participant: Participant | None = None
+
+    def open(self) -> DdsRobotServer:
+        state_t, cmd_t = self.profile.idl_types()
+        self._participant = part = Participant(self.mapping.domain, self.mapping.interface)
+        self._writer = part.writer(self.state_topic, state_t)
+        self._reader = part.reader(self.command_topic, cmd_t, depth=READER_DEPTH)
+        return self
+
+    def where(self) -> str:
+        return self._participant.where() if self._participant else "(closed)"
+
+    def serve(self, stop: threading.Event | None = None, duration: float | None = None) -> ServerStats:
+        """Tick at `rate_hz` on absolute deadlines until `stop` is set or `duration` seconds passed."""
+        stop = stop or threading.Event()
+        period = 1.0 / self.rate_hz
+        t0 = time.monotonic()
+        k = 0
+        while not stop.is_set() and (duration is None or k * period < duration):
+            delay = t0 + k * period - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            self.tick()
+            k += 1
+            late = time.monotonic() - (t0 + k * period)
+            if late > 0:
+                self.stats.overruns += 1
+                k += math.ceil(late / period)  # skip the ticks already missed, as firmware would
+        return self.stats
+
+    def serve_lockstep(self, stop: threading.Event | None = None, idle_s: float = 0.05) -> ServerStats:
+        """Answer each command with the state after it, as the UDP bridge's `RobotServer` does (for
+        round-trip measurements); the state is re-sent every `idle_s` while no command comes, so a
+        controller can connect."""
+        stop = stop or threading.Event()
+        self._publish()
+        while not stop.is_set():
+            got = self._take_command() if self._reader.wait(idle_s) else None
+            if got is not None:
+                self._held = got
+                self._step(got)
+            self._publish()
+        return self.stats
+
+    def tick(self) -> None:
+        """One robot tick: newest command in, one control step, state out."""
+        got = self._take_command()
+        if got:
+            self._held = got
+        elif self._held is not None:
+            self.stats.idle_ticks += 1
+        if self._held is not None and self._joints is not None:
+            self._step(self._held)
+        self._publish()
+
+    def _take_command(self):
+        newest = None
+        for data, _ in self._reader.take():
+            try:
+                cmd = self.codec.decode_command(data)
+            except ValueError:
+                self.stats.bad_messages += 1
+                continue
+            if not cmd.crc_ok:
+                self.stats.crc_errors += 1
+                continue
+            self.stats.commands += 1
+            newest = cmd
+        return newest
+
+    def _step(self, cmd) -> None:
+        j = self._joints
+        enabled = cmd.mode == self.profile.enable_mode if self.profile.state_schema is not None else 1.0
+        kp, kd = cmd.kp, cmd.kd
+        if self.profile.state_schema is None:  # ROS 2: the robot's own controller holds the gains
+            kp, kd = self.conv.kp, self.conv.kd
+        tau = (cmd.tau + kp * (cmd.q - j["q"]) + kd * (cmd.dq - j["dq"])) * enabled  # (n,)
+        self._applied = tau
+        action = np.clip(tau[self.conv.action_joint] / self.effort[self.conv.action_joint], -1.0, 1.0)
+        self.robot.send(action.astype(np.float32))
+        extras = self.robot.extras() if hasattr(self.robot, "extras") else {}
+        self._return += float(extras.get("reward") or 0.0)
+        if extras.get("done"):
+            self.stats.episode_returns.append(self._return)
+            log.info("robot-sim: episode %d return %.1f", len(self.stats.episode_returns), self._return)
+            self._return = 0.0
+            self.robot.reset(self.seed + len(self.stats.episode_returns))
+
+    def _publish(self) -> None:
+        self._joints = j = joint_state_from_readings(self.conv, self.robot.read())
+        self.stats.ticks += 1
+        sim_ns = round(self.stats.ticks * 1e9 / self.rate_hz)
+        if self.profile.state_schema is None:  # ROS 2 JointState: the stamp is the tick
+            wire = self.codec.encode_state(q=j["q"], dq=j["dq"], tau=self._applied, stamp_ns=sim_ns)
+        else:  # Unitree: tick in ms, as the firmware counts
+            wire = self.codec.encode_state(
+                q=j["q"], dq=j["dq"], ddq=j["ddq"], tau=self._applied, quat=j["quat"], gyro=j["gyro"],
+                acc=j["acc"], rpy=j["rpy"], tick=sim_ns // 1_000_000,
+            )  # fmt: skip
+        self._writer.write(wire)
+
+    def close(self) -> None:
+        if self._participant is not None:
+            self._participant.close()
+            self._participant = None
+
+
+def _check_robot(robot, conv: Converter, name: str) -> None:
+    """The served robot must have the mapping's actions (same order) and every reading it maps."""
+    if tuple(robot.action_names) != conv.action_names:
+        raise MappingError(
+            f"robot mapping {name}: actions {list(conv.action_names)} differ from the simulator's "
+            f"{list(robot.action_names)}"
+        )
+    have = set(robot.reading_names)
+    for reading in conv.reading_names:
+        if reading not in have:
+            raise MappingError(
+                f"robot mapping {name}: reading {reading!r} is not among the simulator's "
+                f"{list(robot.reading_names)}"
+            )

@@ -1,0 +1,143 @@
+"""Data-parallel distillation under `torchrun`: the process group, rank helpers, the sharded loss.
+
+torchrun (or any launcher that sets WORLD_SIZE, RANK, LOCAL_RANK, MASTER_ADDR, MASTER_PORT) starts one
+process per device. Every rank loads the whole store and draws the same global batch of windows from
+the same seeded generator, then trains on its contiguous slice; DDP averages the gradients. A slice's
+loss is normalized by the global batch's label count, so the averaged gradient is the full-batch
+gradient of one process: the loss trajectory is that of `distill.batch_size` on one device.
+
+Rank 0 alone writes (checkpoint, manifest, metrics, progress bar), evaluates and runs DAgger rollouts;
+the others wait at a barrier and then reload the store, so multi-node runs need `run_dir` and the store
+on a filesystem that every node sees.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+from sim2real.data.sampler import WindowBatch
+from sim2real.errors import UserError
+
+BACKENDS = ("nccl", "gloo", "mpi", "ucc", "xccl")
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place among the training processes (one process: rank 0 of 1)."""
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.size > 1
+
+    @classmethod
+    def from_env(cls) -> World:
+        """From torchrun's WORLD_SIZE / RANK / LOCAL_RANK; one process when WORLD_SIZE is unset."""
+        env = os.environ
+        if "WORLD_SIZE" not in env:
+            return cls()
+        try:
+            size, rank = int(env["WORLD_SIZE"]), int(env.get("RANK", "0"))
+            local = int(env.get("LOCAL_RANK", str(rank)))
+        except ValueError as e:
+            raise UserError(f"bad torchrun environment (WORLD_SIZE/RANK/LOCAL_RANK): {e}") from e
+        if not 0 <= rank < size:
+            raise UserError(f"RANK={rank} must be in 0..WORLD_SIZE-1={size - 1}")
+        return cls(rank=rank, size=size, local_rank=local)
+
+
+def local_batch_size(batch_size: int, world: World) -> int:
+    """Windows per rank: `distill.batch_size` is the global batch, split evenly."""
+    if batch_size % world.size:
+        raise UserError(
+            f"distill.batch_size={batch_size} is the global batch and must be divisible by the number of "
+            f"processes (WORLD_SIZE={world.size})"
+        )
+    return batch_size // world.size
+
+
+def resolve_backend(backend: str | None, device: torch.device) -> str:
+    """`distill.ddp_backend`: None picks nccl for CUDA and gloo for the CPU."""
+    if backend is None:
+        return "nccl" if device.type == "cuda" else "gloo"
+    if backend not in BACKENDS:
+        raise UserError(f"distill.ddp_backend={backend!r} is not one of {BACKENDS} (or null: automatic)")
+    if backend == "nccl" and device.type != "cuda":
+        raise UserError(f"distill.ddp_backend=nccl needs a CUDA device (device={device}); use gloo")
+    return backend
+
+
+def rank_device(device: torch.device, world: World) -> torch.device:
+    """One GPU per process: plain `cuda` becomes `cuda:LOCAL_RANK` under torchrun."""
+    if device.type == "cuda" and device.index is None and world.distributed:
+        device = torch.device("cuda", world.local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return device
+
+
+@contextlib.contextmanager
+def process_group(world: World, backend: str, device: torch.device, timeout_s: float) -> Iterator[World]:
+    """The default process group for the duration of the block, destroyed also on errors."""
+    if not world.distributed:
+        yield world
+        return
+    dist.init_process_group(
+        backend,
+        rank=world.rank,
+        world_size=world.size,
+        timeout=timedelta(seconds=timeout_s),
+        device_id=device if device.type == "cuda" else None,
+    )
+    try:
+        yield world
+    finally:
+        dist.destroy_process_group()
+
+
+def barrier(world: World, device: torch.device) -> None:
+    if world.distributed:
+        dist.barrier(device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def sum_over_ranks(x: Tensor, world: World) -> Tensor:
+    """Sum of `x` across ranks (in place; `x` itself with one process)."""
+    if world.distributed:
+        dist.all_reduce(x)
+    return x
+
+
+def shard(batch: WindowBatch, world: World) -> WindowBatch:
+    """This rank's contiguous slice of a global batch (B, ...) -> (B / size, ...)."""
+    n = batch.obs.shape[0] // world.size
+    lo = world.rank * n
+    return WindowBatch(**{f.name: getattr(batch, f.name)[lo : lo + n] for f in fields(batch)})
+
+
+def sharded_masked_mse(
+    pred: Tensor, target: Tensor, mask: Tensor, global_mask: Tensor, world: World
+) -> Tensor:
+    """This rank's part of the global batch's masked MSE, scaled so that DDP's gradient average is the
+    gradient of the whole batch's `masked_mse`: sum of this slice's squared errors / (global count / size).
+
+    pred, target (b, K, Da); mask (b, K) bool of this slice; global_mask (B, K) bool of the whole batch.
+    With one process it equals `optim.masked_mse`; the global loss is the mean of the ranks' values.
+    """
+    err = torch.where(mask[..., None], (pred.float() - target) ** 2, torch.zeros((), device=pred.device))
+    count = (global_mask.sum() * pred.shape[-1]).clamp_min(1)
+    return err.sum() / (count / world.size)
