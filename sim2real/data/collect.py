@@ -170,13 +170,18 @@ def collect(
         ):
             _commit(store, pending, sid, tally, rollout, bar, logger)
             pending, last = [], time.monotonic()
-        if store.num_episodes < target and tally.attempts >= limit:
-            raise UserError(
-                f"collect: only {tally.kept} episodes passed the filters in {tally.attempts} attempts "
-                f"(collect.max_attempts); lower collect.min_return or raise collect.max_attempts"
-            )
+        check_attempts(store.num_episodes, target, tally, limit)
     bar.close()
     return tally
+
+
+def check_attempts(have: int, target: int, tally: Tally, limit: int) -> None:
+    """Stop a collection whose filters reject too much, instead of trying for ever."""
+    if have < target and tally.attempts >= limit:
+        raise UserError(
+            f"collect: only {tally.kept} episodes passed the filters in {tally.attempts} attempts "
+            f"(collect.max_attempts); lower collect.min_return or raise collect.max_attempts"
+        )
 
 
 def _commit(store, pending, sid, tally, rollout, bar, logger) -> None:

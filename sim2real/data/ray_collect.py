@@ -32,10 +32,9 @@ from tqdm import tqdm
 
 from sim2real.artifacts import write_json_atomic
 from sim2real.data.cli import episodes_of
-from sim2real.data.collect import Tally, next_attempt, select
+from sim2real.data.collect import Tally, check_attempts, next_attempt, select
 from sim2real.data.schema import Episode, StoreSpec
 from sim2real.data.store import DemoStore
-from sim2real.errors import UserError
 from sim2real.ray_backend import cluster_cpus, run_tasks
 
 if TYPE_CHECKING:
@@ -278,11 +277,7 @@ def collect_ray(
         _round(cfg, merger, jobs, spec)
         shutil.rmtree(folder)  # every shard of the round is merged: the next round plans afresh
         blocks_run += sum(j.stop - j.first for j in jobs) // block
-        if store.num_episodes < target and tally.attempts >= limit:
-            raise UserError(
-                f"collect: only {tally.kept} episodes passed the filters in {tally.attempts} attempts "
-                f"(collect.max_attempts); lower collect.min_return or raise collect.max_attempts"
-            )
+        check_attempts(store.num_episodes, target, tally, limit)
     bar.close()
     return tally
 

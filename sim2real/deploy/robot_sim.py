@@ -52,20 +52,25 @@ def make_dds_server(cfg):
 
 def run_dds(cfg) -> None:
     server = make_dds_server(cfg)
+    banner = (
+        f"{cfg.task.name} on dds ({server.profile.name}: state {server.state_topic!r}, commands "
+        f"{server.command_topic!r}, {server.where()}) at {server.rate_hz:g} Hz"
+    )
+    _serve(server, banner, cfg.deploy.serve_seconds, lambda: server.stats.summary())
+
+
+def _serve(server, banner: str, seconds: float | None, summary) -> None:
+    """Serve until SIGINT or `seconds`, then close the server and its robot and print `summary()`."""
     stop = threading.Event()
     old = signal.signal(signal.SIGINT, lambda *_: stop.set())
-    print(
-        f"robot-sim: {cfg.task.name} on dds ({server.profile.name}: state {server.state_topic!r}, commands "
-        f"{server.command_topic!r}, {server.where()}) at {server.rate_hz:g} Hz; Ctrl-C stops",
-        flush=True,
-    )
+    print(f"robot-sim: {banner}; Ctrl-C stops", flush=True)
     try:
-        server.serve(stop, duration=cfg.deploy.serve_seconds)
+        server.serve(stop, duration=seconds)
     finally:
         signal.signal(signal.SIGINT, old)
         server.close()
         server.robot.close()
-        print(f"robot-sim: stopped; {server.stats.summary()}", flush=True)
+        print(f"robot-sim: stopped; {summary()}", flush=True)
 
 
 def run(cfg) -> None:
@@ -74,23 +79,18 @@ def run(cfg) -> None:
     if cfg.transport == "dds":
         return run_dds(cfg)
     server = make_server(cfg)
-    stop = threading.Event()
-    old = signal.signal(signal.SIGINT, lambda *_: stop.set())
     host, port = server.address
     link = cfg.deploy.link
-    print(
-        f"robot-sim: {cfg.task.name} on udp://{host}:{port} (latency {link.latency_ms} ms, "
-        f"jitter {link.jitter_ms} ms, loss {link.loss}); Ctrl-C stops",
-        flush=True,
+    banner = (
+        f"{cfg.task.name} on udp://{host}:{port} (latency {link.latency_ms} ms, "
+        f"jitter {link.jitter_ms} ms, loss {link.loss})"
     )
-    try:
-        server.serve(stop, duration=cfg.deploy.serve_seconds)
-    finally:
-        signal.signal(signal.SIGINT, old)
-        server.close()
-        server.robot.close()
+
+    def summary() -> str:
         s = server.stats
-        print(
-            f"robot-sim: stopped; {s.accepted} messages accepted, {s.stale} stale, {s.corrupt} corrupt, "
+        return (
+            f"{s.accepted} messages accepted, {s.stale} stale, {s.corrupt} corrupt, "
             f"{server.out.dropped} dropped by the emulated link"
         )
+
+    _serve(server, banner, cfg.deploy.serve_seconds, summary)
