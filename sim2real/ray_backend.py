@@ -12,6 +12,7 @@ import contextlib
 import os
 import socket
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
@@ -20,6 +21,11 @@ from sim2real.errors import UserError
 
 BACKENDS = ("local", "ray")
 CONNECT_TIMEOUT_S = 5.0  # Ray itself retries an unreachable GCS address for minutes
+
+
+def absolute(path: str | None) -> str | None:
+    """A path a Ray worker can open whatever its working directory."""
+    return None if path is None else str(Path(path).expanduser().resolve())
 
 
 def check_backend(value: str, key: str) -> None:

@@ -9,10 +9,13 @@ import sys
 import numpy as np
 import pytest
 
-from sim2real.deploy.dds import PROFILES, get_profile, schema
+from sim2real.deploy.dds import (
+    PROFILES,
+    get_profile,
+    idl,
+    schema,
+)
 from sim2real.deploy.dds.crc import BITREV8, crc32_c_struct, crc32_core, crc32_core_reference, crc32_stream
-
-idl = pytest.importorskip("sim2real.deploy.dds.idl")  # needs the dds extra (cyclonedds)
 
 UNITREE = {"unitree_go": 12, "unitree_hg": 29}
 _CTYPES = {"<u1": ctypes.c_uint8, "<i1": ctypes.c_int8, "<u2": ctypes.c_uint16, "<i2": ctypes.c_int16,

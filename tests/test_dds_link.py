@@ -16,8 +16,6 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("cyclonedds")
-
 from sim2real.deploy.dds import idl
 from sim2real.deploy.dds.link import (
     LOOPBACK_XML,

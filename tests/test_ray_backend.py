@@ -13,6 +13,7 @@ import json
 
 import numpy as np
 import pytest
+import ray
 from test_deploy_policy import tiny_export
 
 from envs import randomization as dr
@@ -27,8 +28,6 @@ from sim2real.validate import scenarios
 from sim2real.validate import stage as validate_stage
 from sim2real.validate.config import ValidateConfig
 from sim2real.validate.rollout import PolicySource, run_all
-
-ray = pytest.importorskip("ray")
 
 
 def config(run_dir, **collect) -> Config:

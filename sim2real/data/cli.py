@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sim2real.data.mcap_export import add_to_mcap_parser, to_mcap_main
+from sim2real.data import mcap_export
 from sim2real.data.schema import Episode
 from sim2real.data.store import DemoStore
 from sim2real.errors import UserError
@@ -159,3 +159,29 @@ def main(argv: list[str]) -> int:
         print(f"sim2real data {args.cmd}: error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def add_to_mcap_parser(sub) -> None:
+    """The `to-mcap` subcommand of `sim2real data`."""
+    p = sub.add_parser(
+        "to-mcap",
+        help="write a demo store or deployment log as a ROS 2 MCAP file (Foxglove, ros2 bag)",
+        description=mcap_export.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("path", help="a demo store or deployment log (PATH.zarr)")
+    p.add_argument("out", help="the MCAP file to write (OUT.mcap; replaced if it exists)")
+    p.add_argument("--episodes", type=int, nargs="+", default=None, help="episode indices (default: all)")
+    p.add_argument(
+        "--dt", type=float, default=None, help="seconds per step (default: the store's control_dt)"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def to_mcap_main(args) -> str:
+    r = mcap_export.to_mcap(args.path, args.out, args.episodes, args.dt, progress=not args.quiet)
+    topics = ", ".join(f"{t} {c}" for t, c in r["topics"].items())
+    return (
+        f"data to-mcap: {args.path} -> {r['out']}: {r['episodes']} episodes, {r['steps']} steps, "
+        f"{r['messages']} messages ({topics}), {r['bytes'] / 1e6:.1f} MB in {r['seconds']:.1f} s"
+    )

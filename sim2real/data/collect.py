@@ -244,7 +244,7 @@ def run(cfg: Config) -> None:
 
 def _absolute(cfg: Config) -> Config:
     """Paths a Ray worker resolves on its own (its working directory may differ): made absolute."""
-    expert = cfg.expert
-    if expert.path:
-        expert = replace(expert, path=str(Path(expert.path).expanduser().resolve()))
-    return replace(cfg, run_dir=str(Path(cfg.run_dir).expanduser().resolve()), expert=expert)
+    from sim2real.ray_backend import absolute
+
+    expert = replace(cfg.expert, path=absolute(cfg.expert.path) if cfg.expert.path else cfg.expert.path)
+    return replace(cfg, run_dir=absolute(cfg.run_dir), expert=expert)

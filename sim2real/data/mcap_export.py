@@ -27,7 +27,6 @@ episodes follow one another (one control period apart), starting at the store's 
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import time
@@ -230,6 +229,7 @@ class _Plan:
     arrays: list[tuple[str, str, ros2_msgs.FixedCdr, bool]]
     markers: dict[int, bytes]
     stamps: np.ndarray  # (N,) int64 ns since the epoch
+    reward: ros2_msgs.FixedCdr | None  # None: the store has no finite reward at all
 
 
 def _plan(store: DemoStore, sel: dict[str, Any], dt: float) -> _Plan:
@@ -245,6 +245,7 @@ def _plan(store: DemoStore, sel: dict[str, Any], dt: float) -> _Plan:
         arrays=_array_topics(store, sel),
         markers=_episode_markers(store, sel),
         stamps=_start_ns(store.attrs) + np.round(seconds * 1e9).astype(np.int64),
+        reward=ros2_msgs.float32() if np.isfinite(sel["reward"]).any() else None,
     )
 
 
@@ -265,14 +266,10 @@ def _block(plan: _Plan, sel: dict[str, Any], a: int, b: int) -> list[tuple[str, 
         values = sel[name][a:b]
         keep = np.isfinite(values).all(axis=1) if finite_only else np.ones(n, bool)
         out.append((topic, FLOAT32_ARRAY, _only(cdr.encode(n, data=values), keep)))
-    reward = sel["reward"][a:b]
-    if np.isfinite(sel["reward"]).any():
+    if plan.reward is not None:
+        reward = sel["reward"][a:b]
         out.append(
-            (
-                "/sim2real/reward",
-                FLOAT32,
-                _only(ros2_msgs.float32().encode(n, data=reward), np.isfinite(reward)),
-            )
+            ("/sim2real/reward", FLOAT32, _only(plan.reward.encode(n, data=reward), np.isfinite(reward)))
         )
     if "events" in sel:
         from sim2real.deploy.safety import describe
@@ -375,29 +372,3 @@ def _write_block(writer, channels: _Channels, plan: _Plan, topics, a: int, b: in
             if m is not None:
                 writer.add_message(cid, log_time=t, data=m, publish_time=t, sequence=a + r)
                 channels.counts[topic] += 1
-
-
-def add_to_mcap_parser(sub) -> None:
-    """The `to-mcap` subcommand of `sim2real data`."""
-    p = sub.add_parser(
-        "to-mcap",
-        help="write a demo store or deployment log as a ROS 2 MCAP file (Foxglove, ros2 bag)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("path", help="a demo store or deployment log (PATH.zarr)")
-    p.add_argument("out", help="the MCAP file to write (OUT.mcap; replaced if it exists)")
-    p.add_argument("--episodes", type=int, nargs="+", default=None, help="episode indices (default: all)")
-    p.add_argument(
-        "--dt", type=float, default=None, help="seconds per step (default: the store's control_dt)"
-    )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
-def to_mcap_main(args) -> str:
-    r = to_mcap(args.path, args.out, args.episodes, args.dt, progress=not args.quiet)
-    topics = ", ".join(f"{t} {c}" for t, c in r["topics"].items())
-    return (
-        f"data to-mcap: {args.path} -> {r['out']}: {r['episodes']} episodes, {r['steps']} steps, "
-        f"{r['messages']} messages ({topics}), {r['bytes'] / 1e6:.1f} MB in {r['seconds']:.1f} s"
-    )

@@ -16,11 +16,24 @@ from torch import nn
 
 from sim2real.config import Config
 from sim2real.data.store import DemoStore
+from sim2real.errors import UserError
 from sim2real.student.config import DistillConfig
 from sim2real.student.rollout import make_envs, rollout
 from sim2real.teacher.expert import Expert
 
 SOURCE_KIND = "dagger"
+
+
+def load_dagger_expert(cfg: Config):
+    """The expert that labels DAgger episodes, or None when no DAgger round is asked for."""
+    if cfg.distill.dagger_rounds <= 0:
+        return None
+    from sim2real.teacher.experts import load_expert
+
+    try:
+        return load_expert(cfg.expert, cfg.run_dir, cfg.task.name)
+    except (UserError, FileNotFoundError) as e:
+        raise UserError(f"distill.dagger_rounds={cfg.distill.dagger_rounds} needs an expert: {e}") from e
 
 
 def beta_for_round(cfg: DistillConfig, r: int) -> float:

@@ -25,6 +25,7 @@ from torch import Tensor
 
 from sim2real.data.sampler import WindowBatch
 from sim2real.errors import UserError
+from sim2real.student.optim import masked_mse
 
 BACKENDS = ("nccl", "gloo", "mpi", "ucc", "xccl")
 
@@ -124,6 +125,8 @@ def sum_over_ranks(x: Tensor, world: World) -> Tensor:
 
 def shard(batch: WindowBatch, world: World) -> WindowBatch:
     """This rank's contiguous slice of a global batch (B, ...) -> (B / size, ...)."""
+    if world.size == 1:
+        return batch
     n = batch.obs.shape[0] // world.size
     lo = world.rank * n
     return WindowBatch(**{f.name: getattr(batch, f.name)[lo : lo + n] for f in fields(batch)})
@@ -138,6 +141,4 @@ def sharded_masked_mse(
     pred, target (b, K, Da); mask (b, K) bool of this slice; global_mask (B, K) bool of the whole batch.
     With one process it equals `optim.masked_mse`; the global loss is the mean of the ranks' values.
     """
-    err = torch.where(mask[..., None], (pred.float() - target) ** 2, torch.zeros((), device=pred.device))
-    count = (global_mask.sum() * pred.shape[-1]).clamp_min(1)
-    return err.sum() / (count / world.size)
+    return masked_mse(pred, target, mask, count_mask=global_mask, parts=world.size)

@@ -10,10 +10,17 @@ from torch import Tensor, nn
 from sim2real.student.config import DistillConfig
 
 
-def masked_mse(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
-    """Mean squared error over the valid steps. pred, target (B, K, Da); mask (B, K) bool."""
+def masked_mse(
+    pred: Tensor, target: Tensor, mask: Tensor, count_mask: Tensor | None = None, parts: int = 1
+) -> Tensor:
+    """Mean squared error over the valid steps. pred, target (B, K, Da); mask (B, K) bool.
+
+    For one of `parts` slices of a batch (DDP), the mean is taken over `count_mask`, the whole batch's
+    mask, times `parts`: the slices' values then average to the whole batch's loss.
+    """
     err = torch.where(mask[..., None], (pred.float() - target) ** 2, torch.zeros((), device=pred.device))
-    return err.sum() / (mask.sum() * pred.shape[-1]).clamp_min(1)
+    count = ((mask if count_mask is None else count_mask).sum() * pred.shape[-1]).clamp_min(1)
+    return err.sum() / (count / parts)
 
 
 def make_optimizer(model: nn.Module, cfg: DistillConfig, device: torch.device) -> torch.optim.AdamW:

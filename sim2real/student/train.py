@@ -81,6 +81,8 @@ def _distill(cfg: Config, data: Path, world: World) -> dict[str, Any] | None:
     if not world.is_main:
         Trainer(cfg, data, out, world=world).fit()
         return None
+    from sim2real.student.dagger import load_dagger_expert
+
     expert = load_dagger_expert(cfg)
     parents = {"demos": sha256_tree(data)}
     with stage_run(out, "distill", asdict(cfg), cfg.seed, parents) as stage:
@@ -91,18 +93,6 @@ def _distill(cfg: Config, data: Path, world: World) -> dict[str, Any] | None:
             stage.outputs["demos_after_dagger"] = sha256_tree(data)
         stage.summary.update(summary)
     return summary
-
-
-def load_dagger_expert(cfg: Config):
-    """The expert that labels DAgger episodes, or None when no DAgger round is asked for."""
-    if cfg.distill.dagger_rounds <= 0:
-        return None
-    from sim2real.teacher.experts import load_expert
-
-    try:
-        return load_expert(cfg.expert, cfg.run_dir, cfg.task.name)
-    except (UserError, FileNotFoundError) as e:
-        raise UserError(f"distill.dagger_rounds={cfg.distill.dagger_rounds} needs an expert: {e}") from e
 
 
 class Trainer:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sim2real.artifacts import read_manifest
 from sim2real.errors import UserError
 
 OUTPUT = "sweep_summary"
@@ -115,11 +116,9 @@ def _result(root: Path, run: Path, group: str, scenario: str) -> RunResult:
 
 
 def _seed(run: Path) -> int | None:
-    manifest = run / "validation" / "manifest.json"
-    if manifest.exists():
-        seed = json.loads(manifest.read_text()).get("seed")
-        if seed is not None:
-            return int(seed)
+    seed = (read_manifest(run / "validation") or {}).get("seed")
+    if seed is not None:
+        return int(seed)
     for o in _overrides(run) or []:
         key, _, value = o.partition("=")
         if key.lstrip("+") == "seed" and value.lstrip("-").isdigit():
@@ -157,8 +156,7 @@ def _split(override: str) -> tuple[str, str]:
 
 
 def _flat_config(run: Path) -> dict[str, str]:
-    manifest = run / "validation" / "manifest.json"
-    config = json.loads(manifest.read_text()).get("config", {}) if manifest.exists() else {}
+    config = (read_manifest(run / "validation") or {}).get("config", {})
     flat: dict[str, str] = {}
 
     def walk(node, prefix: str) -> None:

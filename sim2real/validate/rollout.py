@@ -168,12 +168,12 @@ def run_all(src: PolicySource, episodes: list[Episode], workers: int, backend: s
 
     Every episode is a pure function of its seed, dynamics and stress, so the split changes nothing."""
     if backend == "ray":
-        from sim2real.ray_backend import run_tasks
+        from sim2real.ray_backend import absolute, run_tasks
 
         n = min(len(episodes), RAY_TASKS_PER_WORKER * workers)
         chunks = [episodes[i::n] for i in range(n)]
-        src = dataclasses.replace(src, export_dir=_abs(src.export_dir), run_dir=_abs(src.run_dir))
-        src = dataclasses.replace(src, expert_path=_abs(src.expert_path))
+        paths = {k: absolute(getattr(src, k)) for k in ("export_dir", "run_dir", "expert_path")}
+        src = dataclasses.replace(src, **paths)
         parts = run_tasks(
             run_chunk, [(src, c) for c in chunks], workers, desc=src.kind, weights=[len(c) for c in chunks]
         )
@@ -186,11 +186,6 @@ def run_all(src: PolicySource, episodes: list[Episode], workers: int, backend: s
     order = {(ep.scenario, ep.value, ep.seed): i for i, ep in enumerate(episodes)}
     results = [r for part in parts for r in part]
     return sorted(results, key=lambda r: order[(r["scenario"], r["value"], r["seed"])])
-
-
-def _abs(path: str | None) -> str | None:
-    """A path a Ray worker can open whatever its working directory."""
-    return None if path is None else str(Path(path).expanduser().resolve())
 
 
 def exists(path: str | None) -> bool:

@@ -152,14 +152,11 @@ class Message:
             self.crc_slot.view[...] = self.crc()
         return self.wire
 
-    def copy_in(self, data) -> None:
-        """Copy a received message (bytes-like, maybe with trailing padding) into the buffer."""
+    def load(self, data) -> bool:
+        """Copy a received message (bytes-like, maybe with trailing padding) in; returns whether its
+        CRC holds (True when it has none)."""
         check_header(data, self.size, self.name, xcdr2_ok=True)
         self.wire[:] = data if len(data) == self.size else memoryview(data).cast("B")[: self.size]
-
-    def load(self, data) -> bool:
-        """Copy a received message in; returns whether its CRC holds (True when it has none)."""
-        self.copy_in(data)
         return self._gather is None or int(self.crc_slot.view) == self.crc()
 
     def set_values(self, values: dict[str, object]) -> None:
@@ -209,14 +206,6 @@ class UnitreeCodec:
         self._cmd.set_values(dict(profile.command_defaults))
         self._cmd.slot(profile.command_fields["mode"], self.slots).set(profile.enable_mode)
 
-    @property
-    def command_size(self) -> int:
-        return self._cmd.size
-
-    @property
-    def state_size(self) -> int:
-        return self._state.size
-
     def encode_command(self, q=None, dq=None, kp=None, kd=None, tau=None, mode=None) -> memoryview:
         """Fill the command (None keeps the last value) and its CRC; (n,) arrays in joint order."""
         slots = self._cmd_in
@@ -225,13 +214,10 @@ class UnitreeCodec:
                 slots[key].set(value)
         return self._cmd.seal()
 
-    def decode_state(self, data, check_crc: bool = True) -> StateView:
+    def decode_state(self, data) -> StateView:
         """Read a received state; the returned view (and its arrays) is reused by the next decode."""
         st, sv = self._state, self._sv
-        if check_crc:
-            sv.crc_ok = st.load(data)
-        else:
-            st.copy_in(data)
+        sv.crc_ok = st.load(data)
         for key, slot in self._gathered:  # fields whose slots are not evenly spaced (rare)
             setattr(sv, key, slot.get())
         sv.tick = int(self._tick.view)

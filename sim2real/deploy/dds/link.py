@@ -21,7 +21,6 @@ import re
 import socket
 import threading
 import time
-from dataclasses import dataclass
 
 from sim2real.errors import UserError
 
@@ -179,12 +178,6 @@ def _qos(reader: bool, depth: int):
     )
 
 
-@dataclass
-class WriterStats:
-    written: int = 0
-    errors: int = 0  # dds_write failed (counted, never raised: the robot's watchdog sees the silence)
-
-
 class RawWriter:
     """Writes serialized samples (`bytes` with the CDR encapsulation header) to a topic."""
 
@@ -192,19 +185,15 @@ class RawWriter:
         from cyclonedds._clayer import ddspy_write
         from cyclonedds.pub import DataWriter
 
-        self.name, self.type_name = name, idl_type.__idl_typename__
+        self.name = name
         self._writer = DataWriter(participant._dp, participant.topic(name, idl_type), _qos(False, 1))
         self._ref, self._write = self._writer._ref, ddspy_write
-        self.stats = WriterStats()
 
     def write(self, data: bytes) -> bool:
+        """False when dds_write failed (the caller counts it; never raised: the watchdog sees the silence)."""
         if len(data) & 3:  # the serdata wants a multiple of 4 bytes, as DataWriter.write pads
             data = bytes(data).ljust((len(data) + 3) & ~3, b"\0")
-        if self._write(self._ref, data) < 0:
-            self.stats.errors += 1
-            return False
-        self.stats.written += 1
-        return True
+        return self._write(self._ref, data) >= 0
 
     def matched(self) -> int:
         """Readers matched right now (discovery done)."""
@@ -220,7 +209,7 @@ class RawReader:
         from cyclonedds.core import InstanceState, ReadCondition, SampleState, ViewState, WaitSet
         from cyclonedds.sub import DataReader
 
-        self.name, self.type_name, self.depth = name, idl_type.__idl_typename__, depth
+        self.name, self.depth = name, depth
         self._reader = DataReader(participant._dp, participant.topic(name, idl_type), _qos(True, depth))
         self._ref, self._take = self._reader._ref, ddspy_take
         self._waitset = WaitSet(participant._dp)

@@ -261,7 +261,7 @@ class Converter:
     def __init__(self, cfg: RobotConfig):
         self.cfg = cfg
         self.motors = cfg.motors()
-        slot = {m: j for j, m in enumerate(self.motors)}
+        self.slot = slot = {m: j for j, m in enumerate(self.motors)}  # motor index -> joint order
         self.reading_names = tuple(cfg.readings)
         self.action_names = tuple(cfg.actions)
         rs = list(cfg.readings.values())
@@ -315,7 +315,7 @@ def joint_state_from_readings(conv: Converter, readings: Mapping[str, float]) ->
     gives acos/asin (its sign is lost). Fields no reading covers stay 0 (quat: identity).
     """
     n = len(conv.motors)
-    slot = {m: j for j, m in enumerate(conv.motors)}
+    slot = conv.slot
     out = {k: np.zeros(n) for k in JOINT_FIELDS} | {k: np.zeros(d) for k, d in IMU_FIELDS.items()}
     out["quat"][0] = 1.0
     trig: dict[tuple[str, int], dict[str, float]] = {}

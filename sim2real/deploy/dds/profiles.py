@@ -53,8 +53,6 @@ class Profile:
     state_fields: MappingProxyType = field(default_factory=_ro)  # codec name -> message field path
     command_fields: MappingProxyType = field(default_factory=_ro)
     tick_field: str | None = None
-    crc_field: str | None = None
-    quaternion_order: str = "wxyz"
     state_schema: schema.Struct | None = None  # fixed-size layout (Unitree); None: variable length (ros2)
     command_schema: schema.Struct | None = None
     command_defaults: MappingProxyType = field(default_factory=_ro)  # path -> value in every command
@@ -92,7 +90,6 @@ PROFILES: dict[str, Profile] = {
         state_fields=_ro(_UNITREE_STATE),
         command_fields=_ro(_UNITREE_COMMAND),
         tick_field="tick",
-        crc_field="crc",
         state_schema=schema.GO_LOW_STATE,
         command_schema=schema.GO_LOW_CMD,
         command_defaults=_ro({"head": (0xFE, 0xEF), "level_flag": 0xFF, "gpio": 0}),
@@ -110,7 +107,6 @@ PROFILES: dict[str, Profile] = {
         state_fields=_ro(_UNITREE_STATE),
         command_fields=_ro(_UNITREE_COMMAND),
         tick_field="tick",
-        crc_field="crc",
         state_schema=schema.HG_LOW_STATE,
         command_schema=schema.HG_LOW_CMD,
         command_defaults=_ro({"mode_pr": 0}),
@@ -126,7 +122,6 @@ PROFILES: dict[str, Profile] = {
         state_topic="rt/joint_states",
         command_topic="rt/forward_position_controller/commands",
         motor_slots=None,
-        quaternion_order="",
         notes="ros2_control joint_state_broadcaster + a forward_command_controller on rmw_cyclonedds.",
     ),
 }

@@ -117,7 +117,6 @@ class DdsRobot:
         self.ticks = TickMonitor(self.stats)
         self._participant: Participant | None = None
         self._pending: dict[str, float] | None = None
-        self.last_stamp_ns = 0  # source timestamp of the newest state (DDS, ns since the epoch)
 
     def where(self) -> str:
         m = self.mapping
@@ -167,7 +166,7 @@ class DdsRobot:
         newest = None
         taken = self._reader.take()
         overflowed = len(taken) >= self.history  # the first one may follow states replaced locally
-        for data, stamp in taken:
+        for data, _stamp in taken:
             try:
                 view = self.codec.decode_state(data)
             except ValueError:
@@ -179,7 +178,7 @@ class DdsRobot:
             self.stats.states += 1
             self.ticks.see(view.tick, overflowed)
             overflowed = False
-            newest, self.last_stamp_ns = data, stamp
+            newest = data
         if newest is None:
             return None
         if newest is not data:  # a later sample was dropped: decode the newest valid one again

@@ -114,10 +114,6 @@ class Ros2Codec:
         z = np.zeros
         self._sv = StateView(q=z(n), dq=z(n), ddq=z(n), tau=z(n), quat=z(4), gyro=z(3), acc=z(3), rpy=z(3))
 
-    @property
-    def command_size(self) -> int:
-        return len(self._cmd)
-
     def encode_command(self, q=None, dq=None, kp=None, kd=None, tau=None, mode=None) -> memoryview:
         """Float64MultiArray of the interface's array (position: q); kp/kd/mode have no place in it."""
         value = {"q": q, "dq": dq, "tau": tau}[self._cmd_key]
@@ -125,7 +121,7 @@ class Ros2Codec:
             self._cmd_data[:] = value
         return memoryview(self._cmd)
 
-    def decode_state(self, data, check_crc: bool = True) -> StateView:
+    def decode_state(self, data) -> StateView:
         """JointState -> (n,) f64 arrays in joint order (by name when joint_names was given).
 
         The arrays are read-only views of `data` (or copies when the names needed reordering)."""

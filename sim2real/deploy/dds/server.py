@@ -59,6 +59,7 @@ class DdsRobotServer:
         scale = conv.action_scale if effort_scale is None else np.asarray(effort_scale, np.float64)
         self.effort[conv.action_joint] = scale
         self.stats = ServerStats()
+        self._has_extras = hasattr(robot, "extras")
         self._held = None  # the command being applied (CommandView copy)
         self._applied = np.zeros(n)  # (n,) joint torque of the last tick
         self._joints: dict[str, np.ndarray] | None = None
@@ -135,7 +136,7 @@ class DdsRobotServer:
 
     def _step(self, cmd) -> None:
         j = self._joints
-        enabled = cmd.mode == self.profile.enable_mode if self.profile.state_schema is not None else 1.0
+        enabled = cmd.mode == self.profile.enable_mode  # (n,); ROS 2 commands decode as all enabled
         kp, kd = cmd.kp, cmd.kd
         if self.profile.state_schema is None:  # ROS 2: the robot's own controller holds the gains
             kp, kd = self.conv.kp, self.conv.kd
@@ -143,7 +144,7 @@ class DdsRobotServer:
         self._applied = tau
         action = np.clip(tau[self.conv.action_joint] / self.effort[self.conv.action_joint], -1.0, 1.0)
         self.robot.send(action.astype(np.float32))
-        extras = self.robot.extras() if hasattr(self.robot, "extras") else {}
+        extras = self.robot.extras() if self._has_extras else {}
         self._return += float(extras.get("reward") or 0.0)
         if extras.get("done"):
             self.stats.episode_returns.append(self._return)
