@@ -111,6 +111,9 @@ class DeployConfig:
     # and rate limit: filtered = α · previous filtered + (1 − α) · policy output (larger α: smoother,
     # more lag); None: off. Recorded in the deployment log's `deploy.action_filter` attribute.
     action_filter: float | None = None
+    spin_s: float = 2e-4  # busy-wait before each deadline (sleep alone overshoots by 0.1-1 ms)
+    # SCHED_FIFO priority 1-99 of the control loop's thread (Linux, root or CAP_SYS_NICE); 0: off
+    realtime_priority: int = 0
     log: bool = True  # <run_dir>/deploy/<timestamp>.zarr
     serve_seconds: float | None = None  # robot-sim: stop after this long (None: until SIGINT)
     link: LinkSettings = field(default_factory=LinkSettings)

@@ -237,6 +237,33 @@ def test_log_writer_failure_is_reported_on_close(policy, tmp_path):
         log.close()
 
 
+def test_logging_never_blocks_on_a_stalled_writer_and_close_delivers_every_step(policy, tmp_path):
+    path, spec = tmp_path / "log.zarr", policy.spec
+    log = DeployLog(path, {"task": "pendulum"}, spec.obs_names, spec.action_names, chunk_steps=256)
+    os.kill(log._writer._proc.pid, signal.SIGSTOP)  # the disk hangs: the writer takes nothing
+    episodes, steps = 60, 500  # ~2.5 MB of frames: more than the pipe holds
+
+    def control_loop():
+        for e in range(episodes):
+            for k in range(steps):
+                log.append(student_obs=np.full(spec.obs_dim, e, np.float32), action=[k], reward=1.0)
+            log.end_episode(seed=e)
+
+    loop = threading.Thread(target=control_loop, daemon=True)
+    try:
+        loop.start()
+        loop.join(60)
+        assert not loop.is_alive(), "a log append blocked on the stalled writer"
+        assert log._writer._pending  # the pipe was full: frames wait in the queue
+    finally:
+        os.kill(log._writer._proc.pid, signal.SIGCONT)
+    log.close()
+    arrays = DemoStore.open(path).load_arrays()
+    assert arrays["episode_ends"].tolist() == [steps * (e + 1) for e in range(episodes)]
+    assert arrays["student_obs"][::steps, 0].tolist() == list(range(episodes))
+    assert arrays["action"][:steps, 0].tolist() == list(range(steps))
+
+
 # -- exponential action filter (deploy.action_filter) ---------------------------------------------
 
 
@@ -292,3 +319,35 @@ def test_controller_sends_the_filtered_policy_output_and_logs_the_raw_one(policy
         ema[t] = r if t == 0 else alpha * ema[t - 1] + (1 - alpha) * r
     np.testing.assert_allclose(np.array(robot.sent[:30])[:, 0], np.clip(ema, -1, 1), atol=1e-5)
     assert np.abs(np.diff(np.array(robot.sent[:30])[:, 0])).max() < np.abs(np.diff(raw)).max()
+
+
+def _may_use_sched_fifo() -> bool:
+    before = os.sched_getscheduler(0), os.sched_getparam(0)
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+    except PermissionError:
+        return False
+    os.sched_setscheduler(0, *before)
+    return True
+
+
+def test_realtime_priority_runs_the_loop_on_sched_fifo_then_restores_the_scheduler(policy):
+    class SchedulerProbe(ScriptedRobot):
+        def read(self):
+            self.seen = (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority)
+            return super().read()
+
+    robot, before = SchedulerProbe(), os.sched_getscheduler(0)
+    ctl = Controller(policy, robot, cfg(realtime_priority=7))
+    if not _may_use_sched_fifo():  # not root here: the error must say what grants it
+        with pytest.raises(PermissionError, match="CAP_SYS_NICE"):
+            ctl.run(steps=3)
+    else:
+        assert ctl.run(steps=5).steps == 5
+        assert robot.seen == (os.SCHED_FIFO, 7)
+    assert os.sched_getscheduler(0) == before
+
+
+def test_realtime_priority_outside_fifo_range_is_refused(policy):
+    with pytest.raises(ValueError, match="realtime_priority=100"):
+        Controller(policy, ScriptedRobot(), cfg(realtime_priority=100)).run(steps=1)

@@ -35,6 +35,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=None, help="seconds")
     p.add_argument("--soft-start", type=float, default=0.5, help="seconds")
     p.add_argument("--stale-after", type=float, default=None, help="sensor watchdog timeout, seconds")
+    p.add_argument("--rt-priority", type=int, default=0, help="SCHED_FIFO priority 1-99 of the loop (root)")
+    p.add_argument("--spin-ms", type=float, default=0.2, help="busy-wait before each deadline, ms")
     p.add_argument(
         "--action-filter", type=float, default=None, help="exponential filter alpha in [0, 1) (default off)"
     )
@@ -96,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
             stale_after_s=args.stale_after,
             soft_start_s=args.soft_start,
             action_filter=args.action_filter,
+            spin_s=args.spin_ms / 1e3,
+            realtime_priority=args.rt_priority,
         )
         stats = Controller(policy, robot, cfg, log).run(steps=args.steps, duration=args.duration)
         print(summary_line(0, stats))

@@ -40,6 +40,8 @@ def controller_config(d) -> ControllerConfig:
         soft_start_s=d.soft_start_s,
         max_action_rate=d.max_action_rate,
         action_filter=d.action_filter,
+        spin_s=d.spin_s,
+        realtime_priority=d.realtime_priority,
     )
 
 

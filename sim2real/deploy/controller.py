@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import math
+import os
 import signal
 import threading
 import time
@@ -47,6 +48,10 @@ class ControllerConfig:
     handle_sigint: bool = True  # SIGINT stops the loop cleanly (main thread only)
     stop_on_episode_end: bool = True  # a simulated robot's `done` extra ends the run
     gc_freeze: bool = True  # gc.freeze() before the loop: full collections skip everything loaded so far
+    # SCHED_FIFO priority (1-99) of the loop's thread for the run, so no other thread of the machine
+    # preempts it (Linux; needs root or CAP_SYS_NICE). 0: the default scheduler. Keep spin_s short with
+    # it: a real-time thread that busy-waits most of each period gets throttled by the kernel.
+    realtime_priority: int = 0
 
 
 @dataclass
@@ -127,6 +132,7 @@ class Controller:
         if self.config.gc_freeze:
             gc.collect()
             gc.freeze()
+        restore_scheduler = _realtime(self.config.realtime_priority)
         stats = self.stats = ControllerStats()
         t0 = time.monotonic()
         self.watchdog.start(t0)
@@ -151,6 +157,7 @@ class Controller:
                 if events & safety.ESTOP:
                     break
         finally:
+            restore_scheduler()
             if self.config.gc_freeze:
                 gc.unfreeze()
             self._shutdown(old_handler, seed)
@@ -271,6 +278,23 @@ class Controller:
                     dynamics=dyn,
                     terminated=bool(extras.get("terminated", False)),
                 )
+
+
+def _realtime(priority: int):
+    """Put the calling thread on SCHED_FIFO at `priority`; returns the function that undoes it."""
+    if not priority:
+        return lambda: None
+    if not 1 <= priority <= 99 or not hasattr(os, "SCHED_FIFO"):
+        raise ValueError(f"realtime_priority={priority}: SCHED_FIFO takes 1-99, on Linux only")
+    policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except PermissionError:
+        raise PermissionError(
+            f"realtime_priority={priority}: SCHED_FIFO needs root or CAP_SYS_NICE (docker run --cap-add "
+            "SYS_NICE --ulimit rtprio=99, or `ulimit -r 99` for the user); 0 runs without it"
+        ) from None
+    return lambda: os.sched_setscheduler(0, policy, param)
 
 
 def _sleep_until(deadline: float, spin: float) -> None:

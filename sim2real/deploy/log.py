@@ -96,6 +96,7 @@ class DeployLog:
         Observations must be finite in a demo store: a step whose readings were NaN/inf (or absent)
         is logged with those entries as 0, and its `events` say why (filter on them before training).
         """
+        self._writer.pump()  # the pipe takes what earlier chunks left queued
         i = self._n
         for name, buf in self._buf.items():
             value = row.get(name)

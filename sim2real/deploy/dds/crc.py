@@ -5,28 +5,17 @@ little-endian uint32 word of the C struct, most significant bit first, into a re
 0xFFFFFFFF, with no final xor: CRC-32/MPEG-2 over the words' big-endian bytes. The last word (the crc
 field itself) is left out.
 
-`crc32_core_reference` is that algorithm bit by bit (slow; tests and vectors). `crc32_stream` gets the
-same value from zlib's table-driven reflected CRC-32: feeding it the bit-reversed bytes of the
-big-endian words and bit-reversing the result is the same computation mirrored (zlib: ~1 µs for 2 KB).
+`crc32_core_reference` is that algorithm bit by bit (slow; tests and vectors). The fast path is
+fastcrc's table-driven CRC-32/MPEG-2 (Rust, MIT): ~0.3 µs for 2 KB here, where zlib's reflected CRC-32
+needs every byte bit-reversed first (~4 µs of table lookups for the same 2 KB).
 """
 
 from __future__ import annotations
 
-import zlib
-
 import numpy as np
+from fastcrc import crc32 as _crc32
 
 POLY = 0x04C11DB7
-
-BITREV8 = np.array([int(f"{i:08b}"[::-1], 2) for i in range(256)], dtype=np.uint8)  # (256,) bits reversed
-_HALF = np.arange(65536)
-BITREV16 = (BITREV8[_HALF & 0xFF].astype(np.uint16) << 8) | BITREV8[_HALF >> 8]  # (65536,) bits reversed
-_BITREV8 = [int(v) for v in BITREV8]
-
-
-def reverse32(x: int) -> int:
-    r = _BITREV8
-    return (r[x & 0xFF] << 24) | (r[(x >> 8) & 0xFF] << 16) | (r[(x >> 16) & 0xFF] << 8) | r[x >> 24]
 
 
 def crc32_core_reference(words: np.ndarray | list[int]) -> int:
@@ -43,15 +32,14 @@ def crc32_core_reference(words: np.ndarray | list[int]) -> int:
     return crc
 
 
-def crc32_stream(stream: np.ndarray | bytes) -> int:
-    """CRC of an already bit-reversed byte stream (see module doc); `stream` is (n,) uint8."""
-    return reverse32(zlib.crc32(stream) ^ 0xFFFFFFFF)
+def crc32_big_endian(words_be) -> int:
+    """The vendor CRC over the words' big-endian bytes (bytes-like, 4n bytes, most significant first)."""
+    return _crc32.mpeg_2(words_be)
 
 
 def crc32_core(words: np.ndarray) -> int:
-    """The vendor CRC over (n,) uint32 words, fast: the stream is every word with its 32 bits reversed."""
-    halves = np.ascontiguousarray(words, dtype="<u4").view("<u2").reshape(-1, 2)[:, ::-1]  # (n, 2) hi, lo
-    return crc32_stream(BITREV16.take(halves).tobytes())
+    """The vendor CRC over (n,) uint32 words."""
+    return _crc32.mpeg_2(np.asarray(words, dtype=">u4").tobytes())
 
 
 def crc32_c_struct(packed: bytes | np.ndarray) -> int:
