@@ -11,7 +11,9 @@ faster than the IDL objects. Needs the dds extra (cyclonedds).
 roundtrip_figures(): send(action) -> read() of the answering state through DdsRobot and through UdpRobot,
 each against a lockstep robot in another process on loopback (p50/p99/p99.9). controller_figures(): a
 500 Hz controller (DdsRobot + Zarr log) against `sim2real robot-sim transport=dds` for 60 s; goal <= 0.1%
-deadline misses. `--part codec|roundtrip|controller|all` picks what runs (default all).
+deadline misses. floor_figures(): the controller's schedule with an empty step while robot-sim runs, so
+the misses the machine causes by itself (a VM's vCPU stalls) can be told from the loop's own.
+`--part codec|roundtrip|controller|floor|all` picks what runs (default all).
 """
 
 from __future__ import annotations
