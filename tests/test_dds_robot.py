@@ -122,7 +122,7 @@ def test_no_state_at_connect_is_an_error_naming_domain_interface_topic_and_type(
     t0 = time.monotonic()
     with pytest.raises(DdsLinkError) as err:
         robot.connect()
-    assert time.monotonic() - t0 < 2.0  # a timeout, never a hang
+    assert time.monotonic() - t0 < 5.0  # a 0.3 s timeout (+ a busy box), never a hang
     message = str(err.value)
     for part in (
         f"DDS domain {mapping.domain}",
