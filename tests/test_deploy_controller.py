@@ -237,11 +237,9 @@ def test_log_writer_failure_is_reported_on_close(policy, tmp_path):
         log.close()
 
 
-def test_logging_never_blocks_on_a_stalled_writer_and_close_delivers_every_step(policy, tmp_path):
-    path, spec = tmp_path / "log.zarr", policy.spec
-    log = DeployLog(path, {"task": "pendulum"}, spec.obs_names, spec.action_names, chunk_steps=256)
-    os.kill(log._writer._proc.pid, signal.SIGSTOP)  # the disk hangs: the writer takes nothing
-    episodes, steps = 60, 500  # ~2.5 MB of frames: more than the pipe holds
+def _fill_past_the_pipe(log, spec, episodes: int = 6, steps: int = 5000) -> bool:
+    """Log 30k steps, ~2.5 MB (more than the pipe holds), from a thread; returns whether it finished in
+    60 s."""
 
     def control_loop():
         for e in range(episodes):
@@ -250,10 +248,17 @@ def test_logging_never_blocks_on_a_stalled_writer_and_close_delivers_every_step(
             log.end_episode(seed=e)
 
     loop = threading.Thread(target=control_loop, daemon=True)
+    loop.start()
+    loop.join(60)
+    return not loop.is_alive()
+
+
+def test_logging_never_blocks_on_a_stalled_writer_and_close_delivers_every_step(policy, tmp_path):
+    path, spec, (episodes, steps) = tmp_path / "log.zarr", policy.spec, (6, 5000)
+    log = DeployLog(path, {"task": "pendulum"}, spec.obs_names, spec.action_names, chunk_steps=4096)
+    os.kill(log._writer._proc.pid, signal.SIGSTOP)  # the disk hangs: the writer takes nothing
     try:
-        loop.start()
-        loop.join(60)
-        assert not loop.is_alive(), "a log append blocked on the stalled writer"
+        assert _fill_past_the_pipe(log, spec, episodes, steps), "a log append blocked on the stalled writer"
         assert log._writer._pending  # the pipe was full: frames wait in the queue
     finally:
         os.kill(log._writer._proc.pid, signal.SIGCONT)
@@ -262,6 +267,17 @@ def test_logging_never_blocks_on_a_stalled_writer_and_close_delivers_every_step(
     assert arrays["episode_ends"].tolist() == [steps * (e + 1) for e in range(episodes)]
     assert arrays["student_obs"][::steps, 0].tolist() == list(range(episodes))
     assert arrays["action"][:steps, 0].tolist() == list(range(steps))
+
+
+def test_close_gives_up_on_a_writer_that_takes_nothing(policy, tmp_path):
+    spec = policy.spec
+    log = DeployLog(tmp_path / "log.zarr", {"task": "pendulum"}, spec.obs_names, spec.action_names)
+    os.kill(log._writer._proc.pid, signal.SIGSTOP)
+    assert _fill_past_the_pipe(log, spec)
+    t0 = time.monotonic()
+    with pytest.raises(RuntimeError, match="took no data for 1 s"):
+        log.close(timeout=1.0)
+    assert time.monotonic() - t0 < 30  # killed, not waited for
 
 
 # -- exponential action filter (deploy.action_filter) ---------------------------------------------

@@ -144,13 +144,14 @@ class DeployLog:
         self._episode_start = self._steps
         self._return = 0.0
 
-    def close(self, summary: Mapping[str, Any] | None = None) -> None:
-        """Wait for the writer (raising if it failed); `summary` is merged into the `deploy` attribute."""
+    def close(self, summary: Mapping[str, Any] | None = None, timeout: float = 120.0) -> None:
+        """Wait for the writer (raising if it failed, or took nothing for `timeout` s); `summary` is
+        merged into the `deploy` attribute."""
         if self.closed:
             return
         self.closed = True
         self._flush()
-        self._writer.close(None if summary is None else _jsonable(summary))
+        self._writer.close(None if summary is None else _jsonable(summary), timeout)
 
 
 def _create_store(path: Path, header: dict[str, Any], fields, dynamics_dim: int, chunk_steps: int) -> None:

@@ -15,8 +15,10 @@ import contextlib
 import fcntl
 import json
 import os
+import select
 import subprocess
 import sys
+import time
 from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
@@ -102,9 +104,17 @@ class WriterProcess:
                 pending[0] = head[n:]
 
     def close(self, summary: Mapping[str, Any] | None, timeout: float = 120.0) -> None:
+        """Hand over everything queued (a writer that takes nothing for `timeout` s is killed), wait
+        for it to commit, raise if it failed."""
         self.send("close", {}, summary)
-        os.set_blocking(self._fd, True)
-        self.pump()  # blocking now: everything queued goes out
+        deadline = time.monotonic() + timeout
+        while self._pending:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([], [self._fd], [], remaining)[1]:
+                self._proc.kill()
+                self._error = TimeoutError(f"the writer took no data for {timeout:.0f} s")
+                break
+            self.pump()
         with contextlib.suppress(OSError):
             self._proc.stdin.close()
         rc = self._proc.wait(timeout)
