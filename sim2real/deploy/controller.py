@@ -113,6 +113,8 @@ class Controller:
                 f"safe_action has {self.filter.safe.size} entries, the policy has {spec.action_dim}"
             )
         self.watchdog = safety.Watchdog(cfg.stale_after_s or max(3 * self.period, 0.01))
+        if not 0 <= cfg.realtime_priority <= 99:
+            raise ValueError(f"realtime_priority={cfg.realtime_priority}: SCHED_FIFO takes 1-99 (0: off)")
         self._stop = threading.Event()
         self._estop = threading.Event()
         self._stop_reason = ""
@@ -127,12 +129,18 @@ class Controller:
     # -- the loop ---------------------------------------------------------------------------------
     def run(self, steps: int | None = None, duration: float | None = None, seed: int | None = None):
         """Run until `steps` steps, `duration` seconds, stop(), e-stop or SIGINT; returns ControllerStats."""
+        restore_scheduler = _realtime(self.config.realtime_priority)  # a refusal raises before any change
+        try:
+            return self._run(steps, duration, seed)
+        finally:
+            restore_scheduler()
+
+    def _run(self, steps: int | None, duration: float | None, seed: int | None) -> ControllerStats:
         self._reset_episode(seed)
         old_handler = self._install_sigint()
         if self.config.gc_freeze:
             gc.collect()
             gc.freeze()
-        restore_scheduler = _realtime(self.config.realtime_priority)
         stats = self.stats = ControllerStats()
         t0 = time.monotonic()
         self.watchdog.start(t0)
@@ -157,7 +165,6 @@ class Controller:
                 if events & safety.ESTOP:
                     break
         finally:
-            restore_scheduler()
             if self.config.gc_freeze:
                 gc.unfreeze()
             self._shutdown(old_handler, seed)
@@ -284,8 +291,8 @@ def _realtime(priority: int):
     """Put the calling thread on SCHED_FIFO at `priority`; returns the function that undoes it."""
     if not priority:
         return lambda: None
-    if not 1 <= priority <= 99 or not hasattr(os, "SCHED_FIFO"):
-        raise ValueError(f"realtime_priority={priority}: SCHED_FIFO takes 1-99, on Linux only")
+    if not hasattr(os, "SCHED_FIFO"):
+        raise ValueError(f"realtime_priority={priority}: SCHED_FIFO is Linux only")
     policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
     try:
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
