@@ -1,12 +1,12 @@
 """The deployment log's writer process: Zarr work away from the control loop's interpreter.
 
 Zarr appends are Python-heavy; in a thread of the controller's process they hold the GIL for
-milliseconds and the loop misses deadlines. `WriterProcess` runs `main(PATH)` in a child Python on
-SCHED_IDLE, off the controller's CPUs, and streams it frames over a pipe: one JSON header line, then
-the header's arrays as raw bytes (no pickles). The control thread itself writes the pipe, non-blocking:
-what the pipe does not take now waits in a queue that each step's `pump()` drains, so a slow disk never
-blocks a step, and no second thread of this process competes for the GIL (a sender thread did, and
-delayed wake-ups by milliseconds whenever the OS preempted it while it held the GIL).
+milliseconds and the loop misses deadlines. `WriterProcess` runs `main(PATH)` in a child Python
+(SCHED_BATCH, nice 10), off the controller's CPUs, and streams it frames over a pipe: one JSON header
+line, then the header's arrays as raw bytes (no pickles). The control thread itself writes the pipe,
+non-blocking: what the pipe does not take now waits in a queue that each step's `pump()` drains, so a
+slow disk never blocks a step, and no second thread of this process competes for the GIL (a sender
+thread did, and delayed wake-ups by milliseconds whenever the OS preempted it while it held the GIL).
 """
 
 from __future__ import annotations
