@@ -111,8 +111,8 @@ def controller_figures(seconds: float = 60.0, rate: float = 500.0, export=None, 
     robot.connect()
     spec = policy.spec
     log_path = tmp / "deploy.zarr"
+    os.sched_setaffinity(0, {core % ncpu})  # this thread only; the log writer then starts off this core
     dlog = DeployLog(log_path, {"task": spec.task}, spec.obs_names, spec.action_names) if log else None
-    os.sched_setaffinity(0, {core % ncpu})  # this thread only
     spin_s = spin_s if spin_s is not None else 2e-4 if rt_priority else 0.9 / rate
     cfg = ControllerConfig(rate_hz=rate, stale_after_s=0.05, spin_s=spin_s, handle_sigint=False,
                            realtime_priority=rt_priority)  # fmt: skip
