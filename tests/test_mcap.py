@@ -13,6 +13,7 @@ import pytest
 from mcap.reader import make_reader
 from mcap_ros2.decoder import DecoderFactory
 from mcap_ros2.writer import Writer as Ros2Writer
+from test_data_store import SPEC as PENDULUM
 
 from sim2real.cli import main as cli_main
 from sim2real.data import ros2_msgs
@@ -21,15 +22,6 @@ from sim2real.data.schema import Episode, StoreSpec
 from sim2real.data.store import DemoStore
 from sim2real.deploy import DeployLog, safety
 
-PENDULUM = StoreSpec(
-    task="pendulum",
-    student_names=("pole/cos", "pole/sin", "prev_action/torque"),
-    privileged_dim=7,
-    action_names=("torque",),
-    action_low=(-1.0,),
-    action_high=(1.0,),
-    control_dt=0.05,
-)
 HOPPER_LIKE = StoreSpec(
     task="hopper",
     student_names=("joint_pos/hip", "joint_pos/knee", "joint_vel/hip", "joint_vel/knee", "imu/gyro_x"),

@@ -130,9 +130,6 @@ class Message:
         offsets = leaf.cdr if select is None else leaf.cdr[select]
         return Slot(self.buf, leaf.dtype, offsets + 4)
 
-    def crc(self) -> int:
-        return self._crc()
-
     def seal(self) -> memoryview:
         if self._crc is not None:
             self.crc_slot.view[...] = self._crc()
