@@ -24,11 +24,12 @@ import torch
 
 from sim2real.config import LoggerConfig
 from sim2real.data.collect import collect
-from sim2real.data.config import CollectConfig, ExpertConfig
+from sim2real.data.config import CollectConfig
 from sim2real.data.rollout import VectorRollout, make_vector_env
 from sim2real.data.schema import StoreSpec
 from sim2real.data.store import DemoStore
 from sim2real.metrics import MetricLogger
+from sim2real.teacher.config import ExpertConfig
 from sim2real.teacher.experts import load_expert
 
 

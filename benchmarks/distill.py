@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from envs.randomization import NOMINAL
+from envs import parameters
 from sim2real.cli import CONF_DIR
 from sim2real.config import Config, register
 from sim2real.data.sampler import WindowBatch
@@ -219,7 +219,7 @@ def main() -> None:
     if args.rl_algos == "teacher":
         args.rl_algos = cfg.teacher.algo
     if args.nominal:  # collection, DAgger and evaluation alike
-        for name, value in NOMINAL.items():
+        for name, value in parameters.nominal().items():
             setattr(cfg.task.randomization, name, [value, value])
     expert = load_expert(cfg.expert, cfg.run_dir, cfg.task.name)
     with tempfile.TemporaryDirectory(prefix="s2r-bench-distill-") as tmp:

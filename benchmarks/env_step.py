@@ -32,7 +32,7 @@ BARE_IDS = {
 
 def _register_bare_pendulum() -> None:
     if BARE_PENDULUM_ID not in gym.registry:
-        steps = envs.TASKS["pendulum"][2]
+        steps = envs.spec("pendulum").episode_steps
         gym.register(BARE_PENDULUM_ID, "envs.pendulum:PendulumSwingupBase", max_episode_steps=steps)
 
 

@@ -26,12 +26,13 @@ import torch
 
 from sim2real.config import Config, LoggerConfig, TaskConfig
 from sim2real.data.collect import _absolute, attach_source, collect, source_entry
-from sim2real.data.config import CollectConfig, ExpertConfig
+from sim2real.data.config import CollectConfig
 from sim2real.data.ray_collect import collect_ray
 from sim2real.data.rollout import VectorRollout, make_vector_env, task_spec
 from sim2real.data.store import DemoStore
 from sim2real.metrics import MetricLogger
 from sim2real.ray_backend import session
+from sim2real.teacher.config import ExpertConfig
 from sim2real.teacher.experts import load_expert
 
 

@@ -30,7 +30,7 @@ from omegaconf import OmegaConf
 
 from sim2real.cli import CONF_DIR
 from sim2real.config import Config, register
-from sim2real.data.config import ExpertConfig
+from sim2real.teacher.config import ExpertConfig
 from sim2real.teacher.evaluate import ExpertEvaluator
 from sim2real.teacher.experts import load_expert
 from sim2real.teacher.policy import load_teacher

@@ -13,8 +13,6 @@ from gymnasium.envs.mujoco import MujocoEnv
 from envs.sensors import legged_suite
 from envs.task import RandomizedTask
 
-EPISODE_STEPS = 1000
-
 
 def make_legged(base_cls: type[MujocoEnv], task: str, randomization: dict | None, **kwargs: Any):
     return RandomizedTask(base_cls(**kwargs), legged_suite, randomization, task)

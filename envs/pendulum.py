@@ -17,7 +17,6 @@ from envs.sensors import pendulum_suite
 from envs.task import RandomizedTask
 
 XML = Path(__file__).parent / "assets" / "pendulum.xml"
-EPISODE_STEPS = 200  # 10 s at 20 Hz
 
 
 class PendulumSwingupBase(MujocoEnv):

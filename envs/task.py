@@ -15,6 +15,7 @@ import mujoco
 import numpy as np
 from gymnasium.envs.mujoco import MujocoEnv
 
+from envs import parameters
 from envs import randomization as dr
 from envs.observations import DelayedNoisySensor, ObservationBuilder, student_names
 from envs.sensors import SensorSuite
@@ -43,29 +44,31 @@ class RandomizedTask(gym.Env):
     ):
         self.base = base
         self.task = task
-        self.ranges = dr.make_ranges(randomization)
+        self.ranges = parameters.make_ranges(randomization)
+        self.dynamics_names = tuple(self.ranges)  # info["dynamics"] keys, in the stores' order
+        self._physical = parameters.physical()
         self._nominal = dr.NominalModel.of(base.model)
         self.sensors = make_sensors(base.model)
         self.action_names = _actuator_names(base.model)
         self.student_names = student_names(self.sensors.names, self.action_names)
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(base.model.nu,), dtype=np.float32)
         base_dim = base.observation_space.shape[0]
-        self.privileged_dim = base_dim + len(dr.PHYSICAL)
+        self.privileged_dim = base_dim + len(self._physical)
         self.observation_space = gym.spaces.Dict(
             {
                 "student": _box(len(self.student_names)),
                 "privileged": _box(self.privileged_dim),
             }
         )
-        self._delay = DelayedNoisySensor(len(self.sensors.noise_std), dr.MAX_LATENCY_STEPS)
+        self._delay = DelayedNoisySensor(len(self.sensors.noise_std), parameters.MAX_LATENCY_STEPS)
         self._read = self.sensors.bind(base.data)
         nu = base.model.nu
         self._builder = ObservationBuilder(
-            len(self.sensors.names), self.sensors.features_into, nu, base_dim, len(dr.PHYSICAL)
+            len(self.sensors.names), self.sensors.features_into, nu, base_dim, len(self._physical)
         )
         self._action = np.zeros(nu)  # (nu,) last executed action, clipped; reused each step
         self._action_low, self._action_high = np.full(nu, -1.0), np.full(nu, 1.0)
-        self._dyn: dict[str, float] = dict(dr.NOMINAL)
+        self._dyn: dict[str, float] = parameters.nominal()
 
     @property
     def model(self) -> mujoco.MjModel:
@@ -82,12 +85,12 @@ class RandomizedTask(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         overrides = (options or {}).get("dynamics")
-        self._dyn = dr.resolve(self.np_random, self.ranges, overrides)
+        self._dyn = parameters.resolve(self.np_random, self.ranges, overrides)
         # one draw for the noise stream, so the noise is fixed by the seed alone
         noise_rng = np.random.default_rng(int(self.np_random.integers(2**63)))
         dr.apply(self.base.model, self._nominal, self._dyn)
         mujoco.mj_setConst(self.base.model, self.base.data)  # derived constants of the new masses
-        self._builder.set_parameters([self._dyn[n] for n in dr.PHYSICAL])
+        self._builder.set_parameters([self._dyn[n] for n in self._physical])
         noise_std = self.sensors.noise_std * self._dyn["obs_noise_scale"]
         base_seed = None if seed is None else int(self.np_random.integers(2**31))
         base_obs, info = self.base.reset(seed=base_seed)

@@ -24,10 +24,83 @@ from typing import Any
 
 import sim2real
 
-# sub-directory (or file) of the run dir each stage writes
-STAGE_DIRS = {
+# file names inside an export directory (which may be copied away from its run dir)
+POLICY_ONNX, POLICY_JSON, POLICY_WINDOW_ONNX = "policy.onnx", "policy.json", "policy_window.onnx"
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """Where everything of one run directory lives: every stage, the deploy runtime and the sweep
+    summary read paths from here, so a new artifact is one property, not a string in ten files."""
+
+    root: Path
+
+    def __init__(self, root: str | Path):
+        object.__setattr__(self, "root", Path(root))
+
+    @property
+    def teacher(self) -> Path:
+        return self.root / "teacher"
+
+    @property
+    def demos(self) -> Path:
+        return self.root / "demos.zarr"
+
+    @property
+    def student(self) -> Path:
+        return self.root / "student"
+
+    @property
+    def export(self) -> Path:
+        return self.root / "export"
+
+    @property
+    def policy_onnx(self) -> Path:
+        return self.export / POLICY_ONNX
+
+    @property
+    def validation(self) -> Path:
+        return self.root / "validation"
+
+    @property
+    def report(self) -> Path:
+        return self.validation / "report.json"
+
+    @property
+    def report_md(self) -> Path:
+        return self.validation / "report.md"
+
+    @property
+    def deploy(self) -> Path:
+        """Deployment logs, `<timestamp>.zarr` each."""
+        return self.root / "deploy"
+
+    @property
+    def pipeline_state(self) -> Path:
+        return self.root / "pipeline.json"
+
+    @property
+    def stale(self) -> Path:
+        """Where the pipeline moves outputs it redoes, instead of deleting them."""
+        return self.root / ".stale"
+
+    @property
+    def hydra_overrides(self) -> Path:
+        return self.root / ".hydra" / "overrides.yaml"
+
+    def logs(self, name: str) -> Path:
+        """Metric logs of one stage (`teacher`, `collect`, `distill`)."""
+        return self.root / "logs" / name
+
+    def stage(self, stage: str) -> Path:
+        """Output directory (or store) of a pipeline stage, by its command name."""
+        return getattr(self, STAGE_OUTPUTS[stage])
+
+
+# command -> the RunLayout attribute of what it writes
+STAGE_OUTPUTS = {
     "train-teacher": "teacher",
-    "collect": "demos.zarr",
+    "collect": "demos",
     "distill": "student",
     "export": "export",
     "validate": "validation",
@@ -80,7 +153,8 @@ def code_version() -> dict[str, str | None]:
     return {"package": sim2real.__version__, "git_sha": git_sha()}
 
 
-def _now() -> str:
+def utc_now() -> str:
+    """Timestamp of manifests and store attributes: UTC, ISO 8601, whole seconds."""
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
@@ -100,11 +174,6 @@ def inputs_key(config: Mapping[str, Any], parents: Mapping[str, str]) -> str:
     """Identity of a stage's inputs: its config and its parents' hashes."""
     blob = json.dumps({"config": config, "parents": dict(parents)}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
-
-
-def is_finished(stage_dir: str | Path, key: str) -> bool:
-    m = read_manifest(stage_dir)
-    return bool(m) and m.get("status") == "finished" and m.get("inputs_key") == key
 
 
 @dataclass
@@ -136,7 +205,7 @@ def stage_run(
         "inputs_key": inputs_key(config, parents),
         "code": code_version(),
         "libraries": library_versions(),
-        "started": _now(),
+        "started": utc_now(),
         "ended": None,
     }
     write_json_atomic(out_dir / "manifest.json", manifest)
@@ -151,6 +220,9 @@ def stage_run(
         manifest["status"] = "finished"
     finally:
         manifest.update(
-            ended=_now(), seconds=round(time.monotonic() - start, 2), outputs=run.outputs, summary=run.summary
+            ended=utc_now(),
+            seconds=round(time.monotonic() - start, 2),
+            outputs=run.outputs,
+            summary=run.summary,
         )
         write_json_atomic(out_dir / "manifest.json", manifest)

@@ -11,21 +11,10 @@ import os
 import sys
 from pathlib import Path
 
+from sim2real.stages import STAGES, dealias, load
+
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
-# stage -> (module:function, one-line description)
-STAGES: dict[str, tuple[str, str]] = {
-    "train-teacher": ("sim2real.teacher.train:run", "train the privileged teacher (SB3 PPO/SAC)"),
-    "collect": ("sim2real.data.collect:run", "collect demonstrations from an expert into demos.zarr"),
-    "import": ("sim2real.data.importers:run", "import a foreign dataset (Diffusion Policy, D4RL, Minari)"),
-    "distill": ("sim2real.student.train:run", "distil the observation-only student (BC / DAgger)"),
-    "export": ("sim2real.export:run", "export the student to ONNX with metadata and a parity check"),
-    "validate": ("sim2real.validate.stage:run", "validate the exported policy under randomization; gate"),
-    "deploy": ("sim2real.deploy.cli:run", "run the controller against a robot (sim, udp or dds)"),
-    "robot-sim": ("sim2real.deploy.robot_sim:run", "serve a MuJoCo robot over UDP (or transport=dds)"),
-    "pipeline": ("sim2real.pipeline:run", "teacher -> collect -> distill -> export -> validate"),
-    "inspect": ("sim2real.inspect_task:run", "short randomized rollout showing observations and dynamics"),
-}
 # stages that take plain arguments instead of Hydra overrides: stage -> module:function(argv)
 PLAIN_COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("sim2real.data.cli:main", "info PATH | merge OUT SHARD... | to-mcap PATH OUT.mcap"),
@@ -52,7 +41,8 @@ def usage() -> str:
         "",
     ]
     lines.append("stages:")
-    for name, (target, doc) in {**STAGES, **PLAIN_COMMANDS}.items():
+    commands = {**{n: (s.target, s.doc) for n, s in STAGES.items()}, **PLAIN_COMMANDS}
+    for name, (target, doc) in commands.items():
         mark = "" if _available(target) else "  [planned, not built yet]"
         lines.append(f"  {name:<14} {doc}{mark}")
     for (name, sub), (_, doc) in SUBCOMMANDS.items():
@@ -67,11 +57,6 @@ def usage() -> str:
     return "\n".join(lines)
 
 
-def _load(target: str):
-    module, _, func = target.partition(":")
-    return getattr(importlib.import_module(module), func)
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -79,13 +64,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     stage, rest = argv[0], argv[1:]
     if stage in PLAIN_COMMANDS:
-        return int(_load(PLAIN_COMMANDS[stage][0])(rest) or 0)
+        return int(load(PLAIN_COMMANDS[stage][0])(rest) or 0)
     if (stage, rest[0] if rest else "") in SUBCOMMANDS:
-        return int(_load(SUBCOMMANDS[stage, rest[0]][0])(rest[1:]) or 0)
+        return int(load(SUBCOMMANDS[stage, rest[0]][0])(rest[1:]) or 0)
     if stage not in STAGES:
         print(f"sim2real: unknown stage {stage!r}\n\n{usage()}", file=sys.stderr)
         return 2
-    if not _available(STAGES[stage][0]):
+    if not _available(STAGES[stage].target):
         print(f"sim2real: stage {stage!r} is planned but not built yet", file=sys.stderr)
         return 2
     return _run_hydra(stage, rest)
@@ -97,6 +82,7 @@ def _run_hydra(stage: str, overrides: list[str]) -> int:
     from sim2real.config import register
 
     register()
+    overrides = [dealias(o) for o in overrides]
     multirun = any(o in ("-m", "--multirun") for o in overrides)
     try:
         overrides = multirun_overrides(overrides) if multirun else overrides
@@ -220,7 +206,7 @@ def _run_stage(stage: str, cfg) -> None:
 
     typed = OmegaConf.to_object(cfg)
     try:
-        _load(STAGES[stage][0])(typed)
+        load(STAGES[stage].target)(typed)
     except (UserError, ValueError, FileNotFoundError) as e:
         if os.environ.get("SIM2REAL_DEBUG"):
             raise

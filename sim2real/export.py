@@ -25,13 +25,21 @@ from torch import nn
 from tqdm import tqdm
 
 import sim2real
-from sim2real.artifacts import read_manifest, sha256_file, stage_run, write_json_atomic
-from sim2real.deploy.policy import META_FILE, POLICY_FILE, WINDOW_FILE
+from sim2real.artifacts import (
+    POLICY_JSON,
+    POLICY_ONNX,
+    POLICY_WINDOW_ONNX,
+    RunLayout,
+    read_manifest,
+    sha256_file,
+    stage_run,
+    write_json_atomic,
+)
+from sim2real.data.schema import SCHEMA_VERSION
 from sim2real.deploy.spec import FORMAT, FORMAT_VERSION, METADATA_KEY, encode, validate_metadata
 from sim2real.errors import UserError
 
 TORCHSCRIPT_FILE = "policy.pt"
-SCHEMA_VERSION = 1  # of the demonstration store the student was trained from
 
 
 class ExportError(RuntimeError):
@@ -60,7 +68,7 @@ def build_metadata(
         "history": int(model.receptive_field()),
         "state_dim": int(model.state_size()),
         "model": mc.to_dict(),
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": SCHEMA_VERSION,  # of the demonstration store the student was trained from
         "checkpoint_sha256": checkpoint_sha256,
         "producer": {"sim2real": sim2real.__version__, "torch": torch.__version__},
     }
@@ -155,7 +163,7 @@ def write_export(
     step_args = (torch.zeros(1, ds), torch.zeros(1, s))
     meta = dict(meta)
     sha = export_onnx(
-        stream, step_args, ["obs", "state"], ["action", "next_state"], out_dir / POLICY_FILE, meta, opset
+        stream, step_args, ["obs", "state"], ["action", "next_state"], out_dir / POLICY_ONNX, meta, opset
     )
     meta.update(onnx_sha256=sha, artifact_sha256=sha)
     if window:
@@ -166,14 +174,14 @@ def write_export(
             win_args,
             ["obs_window", "valid"],
             ["action"],
-            out_dir / WINDOW_FILE,
+            out_dir / POLICY_WINDOW_ONNX,
             meta,
             opset,
         )
     if torchscript:
         meta["torchscript_sha256"] = export_torchscript(stream, step_args, out_dir / TORCHSCRIPT_FILE, meta)
-    validate_metadata(meta, str(out_dir / META_FILE))
-    write_json_atomic(out_dir / META_FILE, meta)
+    validate_metadata(meta, str(out_dir / POLICY_JSON))
+    write_json_atomic(out_dir / POLICY_JSON, meta)
     return meta
 
 
@@ -181,14 +189,15 @@ def export_torchscript(stream: nn.Module, args: tuple, path: Path, meta: dict[st
     """TorchScript (traced) streaming step with policy.json as an extra file; returns its sha256."""
     with _quiet(), torch.no_grad():
         traced = torch.jit.trace(stream, args, check_trace=False)
-        torch.jit.save(traced, str(path), _extra_files={META_FILE: encode(meta)})
+        torch.jit.save(traced, str(path), _extra_files={POLICY_JSON: encode(meta)})
     return sha256_file(path)
 
 
 def load_model(student_dir: Path) -> nn.Module:
     from sim2real.student import load_student
+    from sim2real.student.checkpoint import MODEL_FILE
 
-    if not (student_dir / "model.safetensors").is_file():
+    if not (student_dir / MODEL_FILE).is_file():
         raise FileNotFoundError(f"no student checkpoint at {student_dir} (run `sim2real distill` first)")
     manifest = read_manifest(student_dir)
     if manifest is not None and manifest.get("status") != "finished":
@@ -202,18 +211,20 @@ def load_model(student_dir: Path) -> nn.Module:
 def run(cfg) -> None:
     """`sim2real export run_dir=R`: export `<R>/student/` to `<R>/export/` and check parity."""
     torch.set_num_threads(1)
-    run_dir = Path(cfg.run_dir)
-    student_dir, out_dir = run_dir / "student", run_dir / "export"
+    from sim2real.student.checkpoint import MODEL_FILE
+
+    layout = RunLayout(cfg.run_dir)
+    student_dir, out_dir = layout.student, layout.export
     model = load_model(student_dir)
     if model.cfg.task and model.cfg.task != cfg.task.name:
         raise UserError(
             f"{student_dir} holds a student for task {model.cfg.task!r}, not task={cfg.task.name!r}"
         )
-    ckpt_sha = sha256_file(student_dir / "model.safetensors")
+    ckpt_sha = sha256_file(student_dir / MODEL_FILE)
     env = make_env(cfg.task.name, cfg.task.ranges())
     space = env.action_space
     meta = build_metadata(model, space.low, space.high, ckpt_sha, cfg.export.max_action_rate)
-    (out_dir / META_FILE).unlink(missing_ok=True)  # no stale policy.json while this export runs
+    (out_dir / POLICY_JSON).unlink(missing_ok=True)  # no stale policy.json while this export runs
     with stage_run(
         out_dir, "export", dataclasses.asdict(cfg), cfg.seed, parents={"student": ckpt_sha}
     ) as rec:
@@ -222,14 +233,14 @@ def run(cfg) -> None:
         try:
             report = parity_check(out_dir, model, env, ex.parity_episodes, cfg.seed, ex.parity_atol)
         except ExportError:
-            (out_dir / META_FILE).unlink(missing_ok=True)
+            (out_dir / POLICY_JSON).unlink(missing_ok=True)
             raise
         finally:
             env.close()
         rec.outputs.update({k: v for k, v in written.items() if k.endswith("_sha256")})
         rec.summary.update(report)
     print(
-        f"export: {out_dir / POLICY_FILE} sha256 {written['onnx_sha256'][:16]}…; parity "
+        f"export: {out_dir / POLICY_ONNX} sha256 {written['onnx_sha256'][:16]}…; parity "
         f"{json.dumps({k: f'{v:.2e}' for k, v in report.items() if k.startswith('max_abs')})} "
         f"over {report['steps']} steps ({report['episodes']} episodes)"
     )
@@ -253,7 +264,7 @@ def parity_check(
     from sim2real.deploy.policy import load_policy, load_window_policy
 
     runners = {"onnx": _StepRunner(load_policy(out_dir))}
-    if (out_dir / WINDOW_FILE).is_file():
+    if (out_dir / POLICY_WINDOW_ONNX).is_file():
         runners["window_onnx"] = _StepRunner(load_window_policy(out_dir))
     if (out_dir / TORCHSCRIPT_FILE).is_file():
         with _quiet():

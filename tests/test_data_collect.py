@@ -16,9 +16,10 @@ import pytest
 import envs
 from sim2real.config import Config, LoggerConfig
 from sim2real.data.collect import run
-from sim2real.data.config import CollectConfig, ExpertConfig
+from sim2real.data.config import CollectConfig
 from sim2real.data.store import DemoStore
 from sim2real.errors import UserError
+from sim2real.teacher.config import ExpertConfig
 from sim2real.teacher.expert import ScriptedPendulumExpert
 
 

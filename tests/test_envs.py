@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 import envs
+from envs import parameters
 from envs.observations import PREV_ACTION_PREFIX, student_vector
-from envs.randomization import NOMINAL, PHYSICAL
+
+NOMINAL, PHYSICAL = parameters.nominal(), parameters.physical()
 
 TASKS = list(envs.TASKS)
 LEGGED = {"hopper": "Hopper-v5", "walker2d": "Walker2d-v5", "halfcheetah": "HalfCheetah-v5", "ant": "Ant-v5"}

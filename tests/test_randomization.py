@@ -9,8 +9,15 @@ import numpy as np
 import pytest
 
 import envs
+from envs import parameters
 from envs.observations import DelayedNoisySensor
-from envs.randomization import DEFAULT_RANGES, NAMES, NOMINAL, PHYSICAL
+
+DEFAULT_RANGES, NAMES, NOMINAL, PHYSICAL = (
+    parameters.default_ranges(),
+    parameters.names(),
+    parameters.nominal(),
+    parameters.physical(),
+)
 
 TASKS = list(envs.TASKS)
 CLEAN = {"latency_steps": 0, "obs_noise_scale": 0.0}

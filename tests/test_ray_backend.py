@@ -16,14 +16,15 @@ import pytest
 import ray
 from test_deploy_policy import tiny_export
 
-from envs import randomization as dr
+from envs import parameters as dr
 from sim2real.config import Config, LoggerConfig
 from sim2real.data import ray_collect
 from sim2real.data.collect import _absolute, run
-from sim2real.data.config import CollectConfig, ExpertConfig
+from sim2real.data.config import CollectConfig
 from sim2real.data.rollout import task_spec
 from sim2real.data.store import DemoStore
 from sim2real.errors import UserError
+from sim2real.teacher.config import ExpertConfig
 from sim2real.validate import scenarios
 from sim2real.validate import stage as validate_stage
 from sim2real.validate.config import ValidateConfig

@@ -14,8 +14,8 @@ from omegaconf import OmegaConf
 
 from sim2real.cli import CONF_DIR
 from sim2real.config import Config, register
-from sim2real.data.config import ExpertConfig
 from sim2real.errors import UserError
+from sim2real.teacher.config import ExpertConfig
 from sim2real.teacher.expert import Expert
 from sim2real.teacher.experts import load_expert
 from sim2real.teacher.policy import load_teacher

@@ -13,8 +13,8 @@ import pytest
 from stable_baselines3 import SAC
 from stable_baselines3.common.logger import Logger
 
-from sim2real.data.config import ExpertConfig
 from sim2real.errors import UserError
+from sim2real.teacher.config import ExpertConfig
 from sim2real.teacher.expert import Expert, ScriptedPendulumExpert
 from sim2real.teacher.experts import load_expert
 

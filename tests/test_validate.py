@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from envs import randomization as dr
+from envs import parameters as dr
 from sim2real.validate import report, scenarios, stats
 from sim2real.validate.config import GateConfig, ValidateConfig
 from sim2real.validate.rollout import PolicySource, run_chunk
@@ -81,8 +81,8 @@ def test_scenarios_pair_seeds_and_disjoint_from_training():
 
 def test_stressed_rollouts_run_and_report_failures():
     eps = [
-        scenarios.Episode("stress/pushes", None, 5, dict(dr.NOMINAL), scenarios.Stress(push_accel=4.0)),
-        scenarios.Episode("stress/dropouts", None, 6, dict(dr.NOMINAL), scenarios.Stress(dropout_prob=0.5)),
+        scenarios.Episode("stress/pushes", None, 5, dict(dr.nominal()), scenarios.Stress(push_accel=4.0)),
+        scenarios.Episode("stress/dropouts", None, 6, dict(dr.nominal()), scenarios.Stress(dropout_prob=0.5)),
     ]
     teacher = run_chunk(PolicySource("teacher", "pendulum", {}, expert_kind="scripted"), eps)
     random = run_chunk(PolicySource("random", "pendulum", {}), eps)

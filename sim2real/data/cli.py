@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from sim2real.data import mcap_export
-from sim2real.data.schema import Episode
+from sim2real.data.schema import episodes_of
 from sim2real.data.store import DemoStore
 from sim2real.errors import UserError
 
@@ -82,24 +82,6 @@ def _describe(s: Mapping) -> str:
         if s.get(k) not in (None, 0.0, 1.0)
     }
     return f"{s.get('kind')} {s.get('expert', '')}" + (f"  {extra}" if extra else "")
-
-
-def episodes_of(arrays: Mapping[str, np.ndarray]) -> list[Episode]:
-    """The episodes of loaded arrays, with their seeds, dynamics and terminal flags."""
-    ends = arrays["episode_ends"]
-    starts = np.concatenate([[0], ends[:-1]])
-    return [
-        Episode(
-            **{
-                k: arrays[k][a:b]
-                for k in ("student_obs", "privileged_obs", "action", "expert_action", "reward")
-            },
-            seed=int(arrays["episode_seed"][e]),
-            dynamics=arrays["episode_dynamics"][e],
-            terminated=bool(arrays["episode_terminated"][e]),
-        )
-        for e, (a, b) in enumerate(zip(starts, ends, strict=True))
-    ]
 
 
 def merge(out: str | Path, shards: list[str | Path]) -> DemoStore:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm import tqdm
 
-from sim2real.artifacts import sha256_tree, stage_run
+from sim2real.artifacts import RunLayout, sha256_tree, stage_run
 from sim2real.data.config import CollectConfig
 from sim2real.data.rollout import VectorRollout, make_vector_env, task_spec
 from sim2real.data.schema import Episode, StoreSpec
@@ -204,9 +204,9 @@ def run(cfg: Config) -> None:
 
     c = cfg.collect
     check_config(c)
-    run_dir = Path(cfg.run_dir)
-    out = run_dir / "demos.zarr"
-    expert = load_expert(cfg.expert, run_dir, cfg.task.name)
+    layout = RunLayout(cfg.run_dir)
+    out = layout.demos
+    expert = load_expert(cfg.expert, layout.root, cfg.task.name)
     spec = task_spec(cfg.task.name, cfg.task.ranges())
     ray = c.backend == "ray"
     venv = None if ray else make_vector_env(cfg.task.name, cfg.task.ranges(), c.n_envs, c.async_envs)
@@ -215,7 +215,7 @@ def run(cfg: Config) -> None:
         with remote, open_store(out, spec, c.resume) as store:
             sha = getattr(expert, "sha256", None)
             with stage_run(out, "collect", asdict(cfg), cfg.seed, {"expert": sha} if sha else {}) as srun:
-                logger = MetricLogger(cfg.logger, run_dir / "logs" / "collect", "collect", asdict(cfg))
+                logger = MetricLogger(cfg.logger, layout.logs("collect"), "collect", asdict(cfg))
                 sid, seed_base = attach_source(store, source_entry(expert, cfg))
                 rollout = None if venv is None else VectorRollout(venv, expert, c.action_noise)
                 if rollout is None:
@@ -228,7 +228,7 @@ def run(cfg: Config) -> None:
                 srun.summary.update(
                     tally.summary(rollout), episodes=store.num_episodes, steps=store.num_steps
                 )
-                srun.outputs["demos.zarr"] = sha256_tree(out)
+                srun.outputs[out.name] = sha256_tree(out)
     finally:
         if venv is not None:
             venv.close()

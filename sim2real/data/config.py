@@ -1,17 +1,10 @@
-"""Collection, expert choice and import configs."""
+"""Collection and import configs."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-
-@dataclass
-class ExpertConfig:
-    """Which expert acts: `teacher` (the run's), `sb3_zip` (any SB3 model file), `scripted`."""
-
-    kind: str = "teacher"
-    path: str | None = None
-    algo: str | None = None  # sb3_zip: ppo | sac | ... (guessed from the file when None)
+from sim2real.stages import EXECUTION_ONLY
 
 
 @dataclass
@@ -36,13 +29,15 @@ class CollectConfig:
     # give up when this many attempts gave too few kept episodes (0: 10x the attempts needed)
     max_attempts: int = 0
     # finished episodes are committed at least this often (each commit rewrites the edge chunks)
-    commit_seconds: float = 1.0
-    progress: bool = True
+    commit_seconds: float = field(default=1.0, metadata=EXECUTION_ONLY)
+    progress: bool = field(default=True, metadata=EXECUTION_ONLY)
     # where episodes run: local (this process, `n_envs` envs) or ray (tasks of `n_envs` envs each, one
     # shard per task, merged in episode order; see sim2real/data/ray_collect.py)
-    backend: str = "local"
-    ray_address: str | None = None  # ray: None starts a local instance; "auto" or "HOST:PORT" joins one
-    workers: int | None = None  # ray: tasks in flight (None: the cluster's CPUs)
+    backend: str = field(default="local", metadata=EXECUTION_ONLY)
+    # ray: None starts a local instance; "auto" or "HOST:PORT" joins one
+    ray_address: str | None = field(default=None, metadata=EXECUTION_ONLY)
+    # ray: tasks in flight (None: the cluster's CPUs)
+    workers: int | None = field(default=None, metadata=EXECUTION_ONLY)
 
 
 @dataclass
@@ -51,3 +46,14 @@ class ImportKeys:
     action: str | None = None
     privileged_obs: str | None = None
     reward: str | None = None
+
+
+@dataclass
+class ImportConfig:
+    """`sim2real import source=PATH format=... out=PATH.zarr keys.student_obs=KEY keys.action=KEY`
+    (the command line's `source=` etc. are `importer.source=` etc.: see `sim2real.stages.ALIASES`)."""
+
+    source: str | None = None
+    format: str | None = None
+    out: str | None = None
+    keys: ImportKeys = field(default_factory=ImportKeys)

@@ -147,13 +147,14 @@ def _explicit_task() -> str | None:
 
 
 def run(cfg: Config) -> None:
-    if not cfg.source or not cfg.format or not cfg.out:
+    c = cfg.importer
+    if not c.source or not c.format or not c.out:
         raise UserError(
             "usage: sim2real import source=PATH format=" + "|".join(FORMATS) + " out=PATH.zarr "
             "keys.student_obs=KEY keys.action=KEY [keys.privileged_obs=KEY keys.reward=KEY]"
         )
-    store = import_dataset(cfg.source, cfg.format, cfg.out, cfg.keys, _explicit_task())
+    store = import_dataset(c.source, c.format, c.out, c.keys, _explicit_task())
     print(
-        f"import: {cfg.source} ({cfg.format}) -> {store.path}: "
+        f"import: {c.source} ({c.format}) -> {store.path}: "
         f"{store.num_episodes} episodes, {store.num_steps} steps"
     )

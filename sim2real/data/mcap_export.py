@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from sim2real.data import ros2_msgs
-from sim2real.data.schema import DATA_ARRAYS, META_ARRAYS
+from sim2real.data.schema import DATA_ARRAYS, META_ARRAYS, describe
 from sim2real.data.store import DemoStore
 from sim2real.errors import UserError
 
@@ -272,8 +272,6 @@ def _block(plan: _Plan, sel: dict[str, Any], a: int, b: int) -> list[tuple[str, 
             ("/sim2real/reward", FLOAT32, _only(plan.reward.encode(n, data=reward), np.isfinite(reward)))
         )
     if "events" in sel:
-        from sim2real.deploy.safety import describe
-
         ev = sel["events"][a:b].tolist()
         out.append(
             (

@@ -31,9 +31,8 @@ from typing import TYPE_CHECKING, Any
 from tqdm import tqdm
 
 from sim2real.artifacts import write_json_atomic
-from sim2real.data.cli import episodes_of
 from sim2real.data.collect import Tally, check_attempts, next_attempt, select
-from sim2real.data.schema import Episode, StoreSpec
+from sim2real.data.schema import Episode, StoreSpec, episodes_of
 from sim2real.data.store import DemoStore
 from sim2real.ray_backend import cluster_cpus, run_tasks
 

@@ -14,7 +14,6 @@ import numpy as np
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 
 import envs
-from envs.randomization import NAMES
 from sim2real.data.schema import Episode, StoreSpec
 from sim2real.teacher.expert import Expert
 
@@ -75,6 +74,7 @@ class VectorRollout:
         space = venv.single_action_space
         self.low, self.high = space.low, space.high
         self.steps = 0  # env steps taken, finished or not
+        self.dynamics_names = tuple(venv.get_attr("dynamics_names")[0])  # order of the stored vector
         spec = venv.get_attr("spec")[0]
         self._t_max = (spec.max_episode_steps if spec is not None else None) or 1000
 
@@ -85,7 +85,7 @@ class VectorRollout:
         buf = _Buffers.empty(n, self._t_max, ds, dp, self.low.shape[0])
         t = np.zeros(n, dtype=np.int64)
         attempt, seed = np.full(n, -1), np.full(n, -1)
-        dyn = np.full((n, len(NAMES)), np.nan)
+        dyn = np.full((n, len(self.dynamics_names)), np.nan)
         rngs: list[np.random.Generator | None] = [None] * n
         obs = self._reset(np.ones(n, bool), attempts, attempt, seed, dyn, rngs)
         active = attempt >= 0
@@ -118,7 +118,7 @@ class VectorRollout:
             rngs[i] = None if nxt is None else np.random.default_rng([int(seed[i]), 1])
         obs, info = self.venv.reset(seed=seeds, options={"reset_mask": np.asarray(mask, bool)})
         got = info.get("dynamics", {})
-        for k, name in enumerate(NAMES):
+        for k, name in enumerate(self.dynamics_names):
             if name in got:
                 dyn[mask, k] = np.asarray(got[name], dtype=np.float64)[mask]
         return obs

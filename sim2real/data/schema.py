@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from envs.randomization import NAMES as DYNAMICS_NAMES
+from envs import parameters
 from sim2real.errors import UserError
 
 SCHEMA = "sim2real-demos"
@@ -38,6 +38,32 @@ META_ARRAYS: dict[str, str] = {
     "episode_ends": "i8",
 }
 
+# Deployment logs: per-step event bits of the safety layer (`data/events`, int32).
+NONFINITE_OBS = 1  # a reading was NaN/inf: safe action, policy not stepped
+NONFINITE_ACTION = 2  # the policy output was NaN/inf: safe action, policy history cleared
+STALE = 4  # sensors stale (watchdog): safe action held
+ESTOP = 8  # e-stop: safe action, loop ends
+CLIPPED = 16  # action clipped to [action_low, action_high]
+RATE_LIMITED = 32  # action change limited by max_action_rate
+FAULT_HOLD = 64  # a latched fault holds the safe action
+WAITING = 128  # no reading yet since the start: safe action
+
+EVENT_NAMES = {
+    NONFINITE_OBS: "nonfinite_obs",
+    NONFINITE_ACTION: "nonfinite_action",
+    STALE: "stale_sensors",
+    ESTOP: "estop",
+    CLIPPED: "clipped",
+    RATE_LIMITED: "rate_limited",
+    FAULT_HOLD: "fault_hold",
+    WAITING: "waiting_for_sensors",
+}
+
+
+def describe(events: int) -> list[str]:
+    """Names of the bits set in one `data/events` value."""
+    return [name for bit, name in EVENT_NAMES.items() if events & bit]
+
 
 @dataclass(frozen=True)
 class StoreSpec:
@@ -50,7 +76,7 @@ class StoreSpec:
     action_low: tuple[float, ...]
     action_high: tuple[float, ...]
     control_dt: float | None = None
-    dynamics_names: tuple[str, ...] = DYNAMICS_NAMES
+    dynamics_names: tuple[str, ...] = field(default_factory=parameters.names)
     privileged_names: tuple[str, ...] | None = None
 
     @property
@@ -88,6 +114,7 @@ class StoreSpec:
             action_low=tuple(float(x) for x in space.low),
             action_high=tuple(float(x) for x in space.high),
             control_dt=float(u.dt),
+            dynamics_names=tuple(u.dynamics_names),
         )
 
     def to_attrs(self) -> dict[str, Any]:
@@ -169,3 +196,18 @@ class Episode:
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {k: getattr(self, k) for k in DATA_ARRAYS}
+
+
+def episodes_of(arrays: Mapping[str, np.ndarray]) -> list[Episode]:
+    """The episodes of loaded arrays, with their seeds, dynamics and terminal flags."""
+    ends = arrays["episode_ends"]
+    starts = np.concatenate([[0], ends[:-1]])
+    return [
+        Episode(
+            **{k: arrays[k][a:b] for k in DATA_ARRAYS},
+            seed=int(arrays["episode_seed"][e]),
+            dynamics=arrays["episode_dynamics"][e],
+            terminated=bool(arrays["episode_terminated"][e]),
+        )
+        for e, (a, b) in enumerate(zip(starts, ends, strict=True))
+    ]

@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec
 
-from sim2real.artifacts import code_version
+from sim2real.artifacts import code_version, utc_now
 from sim2real.data import checks
 from sim2real.data.lock import StoreLock
 from sim2real.data.schema import (
@@ -37,8 +36,6 @@ from sim2real.errors import UserError
 _FILL = {"f4": float("nan"), "i4": -1, "i8": -1, "bool": False}
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _json(obj: Any) -> Any:
@@ -267,7 +264,7 @@ class DemoStore:
         if found is not None:
             return found
         sources = self.sources
-        sources.append({"id": len(sources), **entry, "created": _now()})
+        sources.append({"id": len(sources), **entry, "created": utc_now()})
         self._group.attrs.update({"sources": sources})
         return len(sources) - 1
 
@@ -330,7 +327,7 @@ def _header(spec: StoreSpec) -> dict[str, Any]:
             "schema_version": SCHEMA_VERSION,
             **spec.to_attrs(),
             "sources": [],
-            "created": _now(),
+            "created": utc_now(),
             "code_version": code_version(),
         }
     )

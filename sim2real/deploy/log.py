@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from sim2real.artifacts import utc_now
 from sim2real.deploy.log_writer import WriterProcess
 
 SCHEMA = "sim2real-demos"
@@ -196,16 +197,14 @@ def _root_attrs(attrs, obs_names, action_names, privileged_dim, dynamics_names) 
             "privileged_obs": {"dim": privileged_dim, "names": attrs.get("privileged_names")},
             "action": {"names": list(action_names), "dim": len(action_names), "low": low, "high": high},
             "dynamics": {"names": list(dynamics_names)},
-            "sources": [{**source, "created": _now()}],
-            "created": _now(),
+            "sources": [{**source, "created": utc_now()}],
+            "created": utc_now(),
             "code_version": attrs.get("code_version", {}),
             "deploy": dict(attrs.get("deploy", {})),
         }
     )
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _jsonable(x: Any) -> Any:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from sim2real.artifacts import POLICY_JSON, POLICY_ONNX, POLICY_WINDOW_ONNX
 from sim2real.deploy.spec import (
     METADATA_KEY,
     PolicyMismatch,
@@ -26,10 +27,6 @@ from sim2real.deploy.spec import (
     first_difference,
     validate_metadata,
 )
-
-POLICY_FILE = "policy.onnx"
-WINDOW_FILE = "policy_window.onnx"
-META_FILE = "policy.json"
 
 
 def make_session(model: bytes, threads: int = 1) -> ort.InferenceSession:
@@ -44,7 +41,7 @@ def make_session(model: bytes, threads: int = 1) -> ort.InferenceSession:
 
 
 def read_policy_json(export_dir: Path) -> dict[str, Any]:
-    path = export_dir / META_FILE
+    path = export_dir / POLICY_JSON
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: is {export_dir} an export dir (sim2real export)?")
     try:
@@ -65,7 +62,7 @@ def load_verified(export_dir: Path, file: str, sha_key: str) -> tuple[dict[str, 
     digest = hashlib.sha256(model).hexdigest()
     if meta.get(sha_key) != digest:
         raise PolicyMismatch(
-            f"{path}: sha256 {digest[:16]}… does not match {META_FILE} {sha_key} "
+            f"{path}: sha256 {digest[:16]}… does not match {POLICY_JSON} {sha_key} "
             f"{str(meta.get(sha_key))[:16]}…: the file was modified or belongs to another export"
         )
     try:
@@ -77,7 +74,7 @@ def load_verified(export_dir: Path, file: str, sha_key: str) -> tuple[dict[str, 
         raise PolicyMismatch(f"{path}: no {METADATA_KEY!r} metadata in the ONNX file")
     key = first_difference(json.loads(inner), embedded(meta))
     if key is not None:
-        raise PolicyMismatch(f"{path}: embedded metadata differs from {META_FILE} in field {key!r}")
+        raise PolicyMismatch(f"{path}: embedded metadata differs from {POLICY_JSON} in field {key!r}")
     return meta, session
 
 
@@ -173,12 +170,12 @@ def load_policy(export_dir: str | Path) -> Policy:
     """The streaming policy of an export dir; raises `PolicyMismatch` (naming the field or hash at
     fault) when policy.onnx, its embedded metadata and policy.json disagree."""
     export_dir = Path(export_dir)
-    meta, session = load_verified(export_dir, POLICY_FILE, "onnx_sha256")
+    meta, session = load_verified(export_dir, POLICY_ONNX, "onnx_sha256")
     return Policy(PolicySpec.from_metadata(meta), session)
 
 
 def load_window_policy(export_dir: str | Path) -> WindowPolicy:
     """The full-recompute policy (`policy_window.onnx`, hash `window_onnx_sha256` in policy.json)."""
     export_dir = Path(export_dir)
-    meta, session = load_verified(export_dir, WINDOW_FILE, "window_onnx_sha256")
+    meta, session = load_verified(export_dir, POLICY_WINDOW_ONNX, "window_onnx_sha256")
     return WindowPolicy(PolicySpec.from_metadata(meta), session)

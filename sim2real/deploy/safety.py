@@ -12,30 +12,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# Per-step event bits (logged as `data/events`, int32).
-NONFINITE_OBS = 1  # a reading was NaN/inf: safe action, policy not stepped
-NONFINITE_ACTION = 2  # the policy output was NaN/inf: safe action, policy history cleared
-STALE = 4  # sensors stale (watchdog): safe action held
-ESTOP = 8  # e-stop: safe action, loop ends
-CLIPPED = 16  # action clipped to [action_low, action_high]
-RATE_LIMITED = 32  # action change limited by max_action_rate
-FAULT_HOLD = 64  # a latched fault holds the safe action
-WAITING = 128  # no reading yet since the start: safe action
-
-EVENT_NAMES = {
-    NONFINITE_OBS: "nonfinite_obs",
-    NONFINITE_ACTION: "nonfinite_action",
-    STALE: "stale_sensors",
-    ESTOP: "estop",
-    CLIPPED: "clipped",
-    RATE_LIMITED: "rate_limited",
-    FAULT_HOLD: "fault_hold",
-    WAITING: "waiting_for_sensors",
-}
-
-
-def describe(events: int) -> list[str]:
-    return [name for bit, name in EVENT_NAMES.items() if events & bit]
+from sim2real.data.schema import (  # noqa: F401 (the event codes the safety layer raises)
+    CLIPPED,
+    ESTOP,
+    FAULT_HOLD,
+    NONFINITE_ACTION,
+    NONFINITE_OBS,
+    RATE_LIMITED,
+    STALE,
+    WAITING,
+    describe,
+)
 
 
 @dataclass

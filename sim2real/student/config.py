@@ -7,7 +7,9 @@ Defaults are sized for the quick pendulum task on two CPU cores (~26k parameters
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from sim2real.stages import EXECUTION_ONLY
 
 
 @dataclass
@@ -44,15 +46,19 @@ class DistillConfig:
     eval_every: int = 500  # rollouts of the student under randomization every N steps (0: at the end only)
     eval_episodes: int = 20
     checkpoint_every: int = 500
-    resume: bool = True  # continue from <run_dir>/student/ when it holds unfinished progress
+    # continue from <run_dir>/student/ when it holds unfinished progress
+    resume: bool = field(default=True, metadata=EXECUTION_ONLY)
     threads: int = 1  # CPU intra-op threads (0: torch's default); the small default model gains nothing
     compile: bool = False  # torch.compile (CUDA only)
     amp: bool = True  # bf16 autocast (CUDA only)
-    log_every: int = 25  # train/loss (mean since the last log) every N steps
+    # train/loss (mean since the last log) every N steps
+    log_every: int = field(default=25, metadata=EXECUTION_ONLY)
     # data parallel under torchrun (README "Distillation on several GPUs / nodes"): batch_size stays the
     # global batch, split evenly across the processes; the loss trajectory is the one-process one
-    ddp_backend: str | None = None  # nccl | gloo | ... ; null: nccl on CUDA, gloo on the CPU
-    ddp_timeout_s: int = 1800  # how long the other ranks wait for rank 0 (DAgger rollouts, evaluation)
+    # nccl | gloo | ... ; null: nccl on CUDA, gloo on the CPU
+    ddp_backend: str | None = field(default=None, metadata=EXECUTION_ONLY)
+    # how long the other ranks wait for rank 0 (DAgger rollouts, evaluation)
+    ddp_timeout_s: int = field(default=1800, metadata=EXECUTION_ONLY)
     # DAgger: rounds after BC; each round collects episodes with the student driving (probability
     # 1-β per step), the expert labels every visited state, and training continues on the aggregate
     dagger_rounds: int = 0

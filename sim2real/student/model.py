@@ -91,19 +91,6 @@ class SelfAttention(nn.Module):
         y = self.drop(att) @ v  # (B, nh, T, hd)
         return self.proj(y.transpose(1, 2).reshape(B, T, C))  # (B, T, C)
 
-    def step(self, x: Tensor, k_cache: Tensor, v_cache: Tensor, slot_valid: Tensor):
-        """One new step attending to the cache. x (B, 1, C); caches (B, nh, W-1, hd) oldest first;
-        slot_valid (B, W) over [cache..., current]. Returns y (B, 1, C) and the shifted caches."""
-        B, _, C = x.shape
-        q, k, v = self.split(x)  # (B, nh, 1, hd)
-        keys, values = torch.cat([k_cache, k], dim=2), torch.cat([v_cache, v], dim=2)  # (B, nh, W, hd)
-        bias = self.rel_bias[:, self.window - 1 - torch.arange(self.window)]  # (nh, W): slot j is W-1-j back
-        att = (q @ keys.transpose(-2, -1)) * self.scale + bias[None, :, None, :]  # (B, nh, 1, W)
-        att = torch.where(slot_valid[:, None, None, :], att, torch.full_like(att, float("-inf"))).softmax(-1)
-        y = (att @ values).transpose(1, 2).reshape(B, 1, C)  # (B, 1, C)
-        return self.proj(y), keys[:, :, 1:], values[:, :, 1:]
-
-
 class ConvEmbed(nn.Module):
     """Step embedding from the last k inputs, a causal convolution: local differences (velocities
     from positions) in one linear map, which attention alone (convex mixing) learns slowly."""
@@ -117,12 +104,6 @@ class ConvEmbed(nn.Module):
         x = torch.where(valid[..., None], x, torch.zeros((), device=x.device))  # (B, T, F) padding: 0
         x = F.pad(x.transpose(1, 2), (self.k - 1, 0))  # (B, F, k-1+T) steps before the window: 0
         return self.conv(x).transpose(1, 2)  # (B, T, C)
-
-    def step(self, x: Tensor, past: Tensor) -> tuple[Tensor, Tensor]:
-        """x (B, F), past (B, k-1, F) oldest first -> (B, 1, C) and the shifted past."""
-        window = torch.cat([past, x[:, None]], dim=1)  # (B, k, F)
-        return self.conv(window.transpose(1, 2)).transpose(1, 2), window[:, 1:]
-
 
 class Block(nn.Module):
     def __init__(self, cfg: ModelConfig):
@@ -139,12 +120,6 @@ class Block(nn.Module):
     def forward(self, x: Tensor, allowed: Tensor, offset: Tensor) -> Tensor:
         x = x + self.attn(self.ln_1(x), allowed, offset)  # (B, T, C)
         return x + self.mlp(self.ln_2(x))
-
-    def step(self, x: Tensor, k_cache: Tensor, v_cache: Tensor, slot_valid: Tensor):
-        y, k_cache, v_cache = self.attn.step(self.ln_1(x), k_cache, v_cache, slot_valid)
-        x = x + y  # (B, 1, C)
-        return x + self.mlp(self.ln_2(x)), k_cache, v_cache
-
 
 class StudentTransformer(nn.Module):
     def __init__(self, cfg: ModelConfig):

@@ -16,7 +16,6 @@ import torch
 from torch import nn
 
 import envs  # registers the tasks
-from envs.randomization import NAMES as DYNAMICS_NAMES
 from sim2real.data.schema import DATA_ARRAYS, Episode
 from sim2real.teacher.expert import Expert
 
@@ -37,7 +36,7 @@ class _Trace:
 
     def episode(self) -> Episode:
         arrays = {k: np.asarray(v, np.float32) for k, v in self.rows.items()}
-        dyn = np.array([self.dynamics[n] for n in DYNAMICS_NAMES], np.float32)
+        dyn = np.array(list(self.dynamics.values()), np.float32)  # the env's dynamics_names order
         return Episode(**arrays, seed=self.seed, dynamics=dyn, terminated=self.terminated)
 
 

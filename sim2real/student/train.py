@@ -20,12 +20,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from sim2real.artifacts import sha256_file, sha256_tree, stage_run
+from sim2real.artifacts import RunLayout, sha256_file, sha256_tree, stage_run
 from sim2real.config import Config, LoggerConfig
 from sim2real.data.sampler import WindowSampler, fit_stats, split_episodes
 from sim2real.data.store import DemoStore, exists, stored_path
 from sim2real.errors import UserError
 from sim2real.metrics import MetricLogger
+from sim2real.stages import output_fields
 from sim2real.student import checkpoint as ckpt
 from sim2real.student.distributed import (
     World,
@@ -58,7 +59,7 @@ def resolve_device(name: str) -> torch.device:
 def run(cfg: Config) -> None:
     world = World.from_env()
     local_batch_size(cfg.distill.batch_size, world)  # a bad split fails before any networking
-    data = stored_path(cfg.data) if cfg.data else Path(cfg.run_dir) / "demos.zarr"
+    data = stored_path(cfg.data) if cfg.data else RunLayout(cfg.run_dir).demos
     if not exists(data):
         hint = "pass data=PATH.zarr" if cfg.data else "run `sim2real collect` first or pass data=PATH.zarr"
         raise FileNotFoundError(f"no demonstration store at {data}: {hint}")
@@ -69,7 +70,7 @@ def run(cfg: Config) -> None:
         barrier(world, device)  # the others wait for rank 0's final evaluation and manifest
     if summary is None:
         return
-    out = Path(cfg.run_dir) / "student"
+    out = RunLayout(cfg.run_dir).student
     ret = summary.get("eval_return_mean")
     tail = f"; return {ret:.1f} ± {summary['eval_return_ci95']:.1f} (95% CI)" if ret is not None else ""
     print(f"distill: student ({summary['parameters']} parameters) saved to {out}{tail}")
@@ -77,7 +78,7 @@ def run(cfg: Config) -> None:
 
 def _distill(cfg: Config, data: Path, world: World) -> dict[str, Any] | None:
     """Rank 0 trains inside `stage_run` (manifest) with the DAgger expert; other ranks alongside it."""
-    out = Path(cfg.run_dir) / "student"
+    out = RunLayout(cfg.run_dir).student
     if not world.is_main:
         Trainer(cfg, data, out, world=world).fit()
         return None
@@ -336,8 +337,7 @@ class Trainer:
 
     # ---- checkpoints ---------------------------------------------------------------------------------
     def _config_key(self) -> str:
-        how = ("resume", "log_every", "ddp_backend", "ddp_timeout_s")  # no effect on the trajectory
-        distill = {k: v for k, v in asdict(self.dc).items() if k not in how}
+        distill = output_fields(self.dc)  # execution-only fields have no effect on the trajectory
         blob = {"student": asdict(self.cfg.student), "distill": distill, "seed": self.cfg.seed,
                 "task": asdict(self.cfg.task), "data": str(self.data)}  # fmt: skip
         return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()

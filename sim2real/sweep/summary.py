@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sim2real.artifacts import read_manifest
+from sim2real.artifacts import RunLayout, read_manifest
 from sim2real.errors import UserError
 
 OUTPUT = "sweep_summary"
@@ -64,7 +64,7 @@ def find_runs(root: Path) -> list[Path]:
     """Run dirs under `root` with a validation report, in natural order (job 2 before job 10)."""
     runs = []
     for dirpath, dirnames, _ in os.walk(root):
-        if (Path(dirpath) / "validation" / "report.json").is_file():
+        if RunLayout(dirpath).report.is_file():
             runs.append(Path(dirpath))
         # stores hold thousands of chunk files and no runs
         dirnames[:] = [d for d in dirnames if d not in SKIPPED_DIRS and not d.endswith(".zarr")]
@@ -91,7 +91,7 @@ def collect(root: str | Path, scenario: str = "train") -> list[RunResult]:
 
 
 def _result(root: Path, run: Path, group: str, scenario: str) -> RunResult:
-    path = run / "validation" / "report.json"
+    path = RunLayout(run).report
     try:
         report = json.loads(path.read_text())
         metrics = report["metrics"]
@@ -116,7 +116,7 @@ def _result(root: Path, run: Path, group: str, scenario: str) -> RunResult:
 
 
 def _seed(run: Path) -> int | None:
-    seed = (read_manifest(run / "validation") or {}).get("seed")
+    seed = (read_manifest(RunLayout(run).validation) or {}).get("seed")
     if seed is not None:
         return int(seed)
     for o in _overrides(run) or []:
@@ -127,7 +127,7 @@ def _seed(run: Path) -> int | None:
 
 
 def _overrides(run: Path) -> list[str] | None:
-    path = run / ".hydra" / "overrides.yaml"
+    path = RunLayout(run).hydra_overrides
     if not path.exists():
         return None
     import yaml
@@ -156,7 +156,7 @@ def _split(override: str) -> tuple[str, str]:
 
 
 def _flat_config(run: Path) -> dict[str, str]:
-    config = (read_manifest(run / "validation") or {}).get("config", {})
+    config = (read_manifest(RunLayout(run).validation) or {}).get("config", {})
     flat: dict[str, str] = {}
 
     def walk(node, prefix: str) -> None:

@@ -1,4 +1,4 @@
-"""Teacher training config (filled per task by `conf/teacher/<task>.yaml`)."""
+"""Teacher training config (filled per task by `conf/teacher/<task>.yaml`) and the expert choice."""
 
 from __future__ import annotations
 
@@ -53,3 +53,12 @@ class TeacherConfig:
 
     def num_envs(self) -> int:
         return self.n_envs if self.n_envs is not None else self.algo_config().n_envs
+
+
+@dataclass
+class ExpertConfig:
+    """Which expert acts: `teacher` (the run's), `sb3_zip` (any SB3 model file), `scripted`."""
+
+    kind: str = "teacher"
+    path: str | None = None
+    algo: str | None = None  # sb3_zip: ppo | sac | ... (guessed from the file when None)

@@ -12,7 +12,7 @@ import gymnasium as gym
 import numpy as np
 
 import envs
-from envs.randomization import NOMINAL
+from envs import parameters
 from sim2real.teacher.expert import Expert
 
 
@@ -25,7 +25,7 @@ class ExpertEvaluator:
 
     def __call__(self, expert: Expert, nominal: bool = False) -> np.ndarray:
         """Undiscounted return of each episode, (episodes,)."""
-        options = {"dynamics": dict(NOMINAL)} if nominal else None
+        options = {"dynamics": dict(parameters.nominal())} if nominal else None
         obs = [
             env.reset(seed=self.seed + i, options=options)[0]["privileged"] for i, env in enumerate(self.envs)
         ]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sim2real.data.config import ExpertConfig
+from sim2real.artifacts import RunLayout
 from sim2real.errors import UserError
+from sim2real.teacher.config import ExpertConfig
 from sim2real.teacher.expert import Expert, ScriptedPendulumExpert
 
 SCRIPTED = {"pendulum": ScriptedPendulumExpert}
@@ -20,7 +21,7 @@ def load_expert(cfg: ExpertConfig, run_dir: str | Path, task: str) -> Expert:
             )
         return SCRIPTED[task]()
     if cfg.kind == "teacher":
-        return _teacher(Path(cfg.path) if cfg.path else Path(run_dir) / "teacher", task)
+        return _teacher(Path(cfg.path) if cfg.path else RunLayout(run_dir).teacher, task)
     if cfg.kind == "sb3_zip":
         return _sb3_zip(cfg, task)
     raise UserError(f"expert.kind={cfg.kind!r}: expected one of {', '.join(KINDS)}")
@@ -30,8 +31,8 @@ def _teacher(path: Path, task: str) -> Expert:
     """A teacher dir, or a run dir that holds one."""
     from sim2real.teacher.policy import INFO, load_teacher
 
-    if not (path / INFO).exists() and (path / "teacher" / INFO).exists():
-        path = path / "teacher"
+    if not (path / INFO).exists() and (RunLayout(path).teacher / INFO).exists():
+        path = RunLayout(path).teacher  # a run dir given for its teacher
     teacher = load_teacher(path)
     if teacher.task != task:
         raise UserError(f"expert=teacher: {path} was trained on task {teacher.task!r}, not {task!r}")

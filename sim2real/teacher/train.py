@@ -22,7 +22,7 @@ from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.vec_env import VecNormalize
 
 import envs
-from sim2real.artifacts import sha256_file, stage_run, write_json_atomic
+from sim2real.artifacts import RunLayout, sha256_file, stage_run, write_json_atomic
 from sim2real.config import Config
 from sim2real.errors import UserError
 from sim2real.metrics import MetricLogger
@@ -47,7 +47,7 @@ class TrainResult:
 
 def run(cfg: Config) -> None:
     _check(cfg)  # bad input fails before anything is written
-    out = Path(cfg.run_dir) / "teacher"
+    out = RunLayout(cfg.run_dir).teacher
     with stage_run(out, "train-teacher", asdict(cfg), cfg.seed) as record:
         summary = train(cfg, out).summary
         record.summary.update(summary)
@@ -86,7 +86,7 @@ def train(cfg: Config, out: Path) -> TrainResult:
     evaluator = ExpertEvaluator(
         cfg.task.name, cfg.task.ranges(), tc.eval_episodes, cfg.seed + EVAL_SEED_OFFSET
     )
-    metrics = MetricLogger(cfg.logger, Path(cfg.run_dir) / "logs" / "teacher", "teacher", asdict(cfg))
+    metrics = MetricLogger(cfg.logger, RunLayout(cfg.run_dir).logs("teacher"), "teacher", asdict(cfg))
     try:
         model = _model(cfg, kwargs, venv, checkpoints, state)
         model.set_logger(Logger(None, [MetricWriter(metrics, tc.algo)]))
@@ -216,12 +216,11 @@ def _publish(
     """Copy the best (or, without evaluations, the last) checkpoint to the teacher's files and describe it."""
     which = "best" if state.best_step is not None else "last"
     checkpoints.publish(which, out, MODEL, NORMALIZER)
-    env = envs.TASKS[cfg.task.name]
     info = {
         "format": FORMAT,
         "format_version": 1,
         "task": cfg.task.name,
-        "env_id": env[0],
+        "env_id": envs.env_id(cfg.task.name),
         "algo": cfg.teacher.algo,
         "normalize_obs": cfg.teacher.normalize_obs,
         "num_timesteps": state.num_timesteps,

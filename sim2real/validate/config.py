@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from sim2real.stages import EXECUTION_ONLY
+
 
 @dataclass
 class GateConfig:
@@ -25,9 +27,11 @@ class ValidateConfig:
     sweep_extend: float = 0.5  # the grid extends this fraction of the training range past each end
     dropout_prob: float = 0.1  # stress: probability a sensor packet is lost (the last one is reused)
     push_accel: float = 4.0  # stress: push force / total mass (m/s²), for 0.2 s every ~2 s
-    workers: int = 2  # processes (backend=local) or Ray tasks in flight (backend=ray) that run episodes
-    backend: str = "local"  # local (process pool) | ray
-    ray_address: str | None = None  # ray: None starts a local instance; "auto" or "HOST:PORT" joins one
+    # processes (backend=local) or Ray tasks in flight (backend=ray) that run episodes
+    workers: int = field(default=2, metadata=EXECUTION_ONLY)
+    backend: str = field(default="local", metadata=EXECUTION_ONLY)  # local (process pool) | ray
+    # ray: None starts a local instance; "auto" or "HOST:PORT" joins one
+    ray_address: str | None = field(default=None, metadata=EXECUTION_ONLY)
     seed_base: int = 1_000_000  # validation seeds, disjoint from training and collection seeds
     sweeps: bool = True
     stress: bool = True

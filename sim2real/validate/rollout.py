@@ -11,10 +11,11 @@ import dataclasses
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
-from pathlib import Path
 
 import numpy as np
 
+import envs
+from envs.spec import Trace
 from sim2real.validate.scenarios import Episode
 
 PUSH_SECONDS = 0.2
@@ -66,7 +67,7 @@ class _Teacher:
         import torch
 
         torch.set_num_threads(1)  # one process per core: torch's own threads would oversubscribe
-        from sim2real.data.config import ExpertConfig
+        from sim2real.teacher.config import ExpertConfig
         from sim2real.teacher.experts import load_expert
 
         cfg = ExpertConfig(kind=src.expert_kind or "teacher", path=src.expert_path)
@@ -94,8 +95,6 @@ def run_chunk(src: PolicySource, episodes: list[Episode]) -> list[dict]:
     """Run `episodes` with one policy in this process; one result dict per episode."""
     import gymnasium as gym
 
-    import envs
-
     env = gym.make(envs.env_id(src.task), randomization=src.ranges)
     act = _make(src, env)
     out = [_episode(env, act, ep, src) for ep in episodes]
@@ -111,7 +110,7 @@ def _episode(env, act, ep: Episode, src: PolicySource) -> dict:
     push_len = max(1, round(PUSH_SECONDS / task.dt))
     period = max(push_len + 1, round(PUSH_PERIOD_SECONDS / task.dt))
     total_mass = float(task.model.body_mass.sum())
-    ret, actions, uprights, terminated, t = 0.0, [], [], False, 0
+    ret, actions, privileged, rewards, terminated, t = 0.0, [], [], [], False, 0
     last_student = obs["student"]
     while True:
         if ep.stress.dropout_prob and rng.random() < ep.stress.dropout_prob:
@@ -123,10 +122,13 @@ def _episode(env, act, ep: Episode, src: PolicySource) -> dict:
         obs, r, terminated, truncated, _ = env.step(a)
         ret += r
         actions.append(a)
-        uprights.append(float(obs["privileged"][0]))
+        privileged.append(obs["privileged"])
+        rewards.append(r)
         t += 1
         if terminated or truncated:
             break
+    spec = envs.spec(src.task)
+    trace = Trace(np.asarray(privileged), np.asarray(rewards), bool(terminated))
     return {
         "scenario": ep.scenario,
         "value": ep.value,
@@ -134,8 +136,9 @@ def _episode(env, act, ep: Episode, src: PolicySource) -> dict:
         "policy": src.kind,
         "return": ret,
         "length": t,
-        "failed": _failed(src.task, terminated, uprights),
+        "failed": spec.failed(trace),
         "jerk": _jerk(np.asarray(actions)),
+        "metrics": spec.metrics(trace),
     }
 
 
@@ -145,14 +148,6 @@ def _push(data, t: int, period: int, length: int, force: float, rng) -> None:
         data.xfrc_applied[1, 0] = force * rng.choice([-1.0, 1.0])
     elif phase == period // 2 + length:
         data.xfrc_applied[1, :] = 0.0
-
-
-def _failed(task: str, terminated: bool, uprights: list[float]) -> bool:
-    """Pendulum: not balanced (cos < 0.9 on average) over the last quarter; others: fell (terminated)."""
-    if task == "pendulum":
-        tail = uprights[-max(1, len(uprights) // 4) :]
-        return bool(np.mean(tail) < 0.9)
-    return bool(terminated)
 
 
 def _jerk(actions: np.ndarray) -> float:
@@ -186,7 +181,3 @@ def run_all(src: PolicySource, episodes: list[Episode], workers: int, backend: s
     order = {(ep.scenario, ep.value, ep.seed): i for i, ep in enumerate(episodes)}
     results = [r for part in parts for r in part]
     return sorted(results, key=lambda r: order[(r["scenario"], r["value"], r["seed"])])
-
-
-def exists(path: str | None) -> bool:
-    return bool(path) and Path(path).exists()

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from envs import randomization as dr
+from envs import parameters as dr
 from sim2real.validate.config import ValidateConfig
 
 
@@ -33,7 +33,7 @@ def build(cfg: ValidateConfig, ranges: dict[str, dr.Range]) -> list[Episode]:
     rng = np.random.default_rng(cfg.seed_base)
     seeds = iter(range(cfg.seed_base, cfg.seed_base + 10_000_000))
     eps = [Episode("train", None, s, dr.resolve(rng, ranges, None)) for s in _take(seeds, cfg.episodes)]
-    eps += [Episode("nominal", None, s, dict(dr.NOMINAL)) for s in _take(seeds, cfg.episodes)]
+    eps += [Episode("nominal", None, s, dict(dr.nominal())) for s in _take(seeds, cfg.episodes)]
     if cfg.sweeps:
         eps += _sweeps(cfg, ranges, seeds)
     if cfg.stress:
@@ -60,7 +60,7 @@ def _sweeps(cfg: ValidateConfig, ranges: dict[str, dr.Range], seeds) -> list[Epi
     for name, r in ranges.items():
         shared = _take(seeds, cfg.sweep_episodes)
         for v in sweep_grid(r, cfg.sweep_points, cfg.sweep_extend):
-            dyn = {**dr.NOMINAL, name: v}
+            dyn = {**dr.nominal(), name: v}
             out += [Episode(f"sweep/{name}", v, s, dyn) for s in shared]
     return out
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from envs import randomization as dr
-from sim2real.artifacts import sha256_file, stage_run, write_json_atomic
+from envs import parameters as dr
+from sim2real.artifacts import RunLayout, sha256_file, stage_run, write_json_atomic
 from sim2real.config import Config
 from sim2real.errors import UserError
 from sim2real.metrics import MetricLogger
@@ -20,11 +20,10 @@ from sim2real.validate.rollout import PolicySource, run_all
 
 
 def run(cfg: Config) -> None:
-    run_dir = Path(cfg.run_dir)
-    export_dir, out = run_dir / "export", run_dir / "validation"
-    onnx = export_dir / "policy.onnx"
+    layout = RunLayout(cfg.run_dir)
+    export_dir, out, onnx = layout.export, layout.validation, layout.policy_onnx
     if not onnx.exists():
-        raise UserError(f"{onnx} not found: run `sim2real export run_dir={run_dir}` first")
+        raise UserError(f"{onnx} not found: run `sim2real export run_dir={layout.root}` first")
     v = cfg.validate
     check_backend(v.backend, "validate.backend")
     if v.backend == "ray" and v.workers < 1:
@@ -46,12 +45,12 @@ def run(cfg: Config) -> None:
             results += run_all(src, episodes, v.workers, v.backend)
             print(f"validate: {src.kind} done in {time.monotonic() - t0:.0f}s")
         metrics = stats.scenario_metrics(results)
-        _demo_reference(cfg, run_dir, metrics)
-        rep = _report(cfg, onnx, sha, metrics, results, ranges, out)
+        _demo_reference(cfg, layout, metrics)
+        rep = _report(cfg, onnx, sha, metrics, results, ranges, layout)
         stage.outputs["report.json"] = rep["artifact_sha256"]
         stage.summary.update(gate_passed=rep["gate"]["passed"], **_headline(metrics))
     verdict = "PASSED" if rep["gate"]["passed"] else "FAILED"
-    print(f"validate: gate {verdict} for {onnx} (sha256 {sha[:12]}); report: {out / 'report.md'}")
+    print(f"validate: gate {verdict} for {onnx} (sha256 {sha[:12]}); report: {layout.report_md}")
 
 
 def _sources(cfg: Config, export_dir: Path) -> list[PolicySource]:
@@ -76,12 +75,12 @@ def _expert_available(cfg: Config) -> bool:
     return True
 
 
-def _demo_reference(cfg: Config, run_dir: Path, metrics: dict) -> None:
+def _demo_reference(cfg: Config, layout: RunLayout, metrics: dict) -> None:
     """Without a teacher, the demonstrations' returns (training randomization) are the reference."""
     train = metrics.get("train", {})
     if "teacher" in train or "random" not in train:
         return
-    store = Path(cfg.data) if cfg.data else run_dir / "demos.zarr"
+    store = Path(cfg.data) if cfg.data else layout.demos
     if not store.exists():
         return
     import zarr
@@ -94,7 +93,8 @@ def _demo_reference(cfg: Config, run_dir: Path, metrics: dict) -> None:
     train["reference"] = {"kind": "demonstrations", "store": str(store), **ref}
 
 
-def _report(cfg, onnx: Path, sha: str, metrics: dict, results: list, ranges: dict, out: Path) -> dict:
+def _report(cfg, onnx: Path, sha: str, metrics: dict, results: list, ranges: dict, layout: RunLayout) -> dict:
+    out = layout.validation
     gate = stats.gate(metrics, cfg.validate.gate)
     curves = stats.sweep_curves(results)
     train_ranges = {k: (r.low, r.high) for k, r in ranges.items()}
@@ -116,8 +116,8 @@ def _report(cfg, onnx: Path, sha: str, metrics: dict, results: list, ranges: dic
         "seeds": {"base": cfg.validate.seed_base, "episodes": len({r["seed"] for r in results})},
         "config": dataclasses.asdict(cfg.validate),
     }
-    write_json_atomic(out / "report.json", rep)
-    (out / "report.md").write_text(report.markdown(rep, [str(f) for f in figures]))
+    write_json_atomic(layout.report, rep)
+    layout.report_md.write_text(report.markdown(rep, [str(f) for f in figures]))
     _to_wandb(cfg, out, rep, figures)
     return rep
 

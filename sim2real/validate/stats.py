@@ -34,6 +34,7 @@ def summarize(results: list[dict]) -> dict:
     returns = np.array([r["return"] for r in results], dtype=np.float64)
     lo, hi = bootstrap_ci(returns)
     return {
+        **_task_metrics(results),
         "episodes": len(results),
         "mean": float(returns.mean()),
         "ci95": [lo, hi],
@@ -42,6 +43,14 @@ def summarize(results: list[dict]) -> dict:
         "failure_rate": float(np.mean([r["failed"] for r in results])),
         "jerk": float(np.mean([r["jerk"] for r in results])),
     }
+
+
+def _task_metrics(results: list[dict]) -> dict:
+    """Means of the task's own per-episode figures (`envs.spec.TaskSpec.metrics`), when it has any."""
+    names = sorted({k for r in results for k in r.get("metrics", {})})
+    if not names:
+        return {}
+    return {"task_metrics": {k: float(np.mean([r["metrics"][k] for r in results])) for k in names}}
 
 
 def group(results: list[dict]) -> dict[str, dict[str, list[dict]]]:

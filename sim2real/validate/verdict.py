@@ -2,32 +2,25 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
+
+from sim2real.artifacts import POLICY_ONNX, RunLayout, sha256_file
 
 
 class NotValidated(RuntimeError):
     """The artifact has no passing validation report (or was modified after validation)."""
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
 def verdict(export_dir: str | Path, report_path: str | Path) -> tuple[bool, str]:
     """(cleared, reason): cleared only if the report passed its gate for this very ONNX file."""
-    onnx, report = Path(export_dir) / "policy.onnx", Path(report_path)
+    onnx, report = Path(export_dir) / POLICY_ONNX, Path(report_path)
     if not onnx.exists():
         return False, f"{onnx} does not exist"
     if not report.exists():
         return False, f"no validation report at {report}: run `sim2real validate` first"
     rep = json.loads(report.read_text())
-    sha = _sha256(onnx)
+    sha = sha256_file(onnx)
     if rep.get("artifact_sha256") != sha:
         return False, (
             f"{onnx} (sha256 {sha[:12]}) is not the artifact {report} validated "
@@ -41,7 +34,7 @@ def verdict(export_dir: str | Path, report_path: str | Path) -> tuple[bool, str]
 
 def require_validated(export_dir: str | Path, run_dir: str | Path, force: bool = False) -> dict:
     """Raise NotValidated unless cleared or forced; the returned record goes into the deployment log."""
-    report = Path(run_dir) / "validation" / "report.json"
+    report = RunLayout(run_dir).report
     cleared, reason = verdict(export_dir, report)
     if not cleared and not force:
         raise NotValidated(f"{reason} (deploy.force=true overrides, and is recorded)")

@@ -1,0 +1,234 @@
+"""The domain-randomization parameters: one table, MuJoCo-free (numpy only).
+
+Each `Parameter` says everything about one parameter: its default training range, nominal value,
+the bounds outside which it makes no physical sense, unit, what it does, and how it is applied: a
+`model` parameter names the MjModel fields it writes and a `write` rule that sets them from their
+nominal copies (run by `envs.randomization.apply`); a `sensor` parameter is read by the task's
+sensors (latency, noise). Everything else is derived from `TABLE`, at call time: the sampled
+parameters, `info["dynamics"]`, the privileged observation's physical tail, the stores'
+`dynamics_names`, and the Hydra configs `task.randomization.*` and `deploy.dynamics.*`.
+Adding a parameter is one entry here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+MAX_LATENCY_STEPS = 20  # sensor delay buffer length of every task
+
+# write(model, nominal fields by name, value): sets the fields from their nominal copies
+Write = Callable[[Any, Mapping[str, np.ndarray], float], None]
+
+
+@dataclass(frozen=True)
+class Range:
+    """Uniform range of one parameter; `integer` ranges are sampled inclusively."""
+
+    low: float
+    high: float
+    integer: bool = False
+
+    def sample(self, rng: np.random.Generator) -> float:
+        if self.integer:
+            return int(rng.integers(int(self.low), int(self.high) + 1))
+        return float(rng.uniform(self.low, self.high))
+
+
+@dataclass(frozen=True)
+class Parameter:
+    name: str
+    low: float  # default training range
+    high: float
+    nominal: float  # the unrandomized robot
+    bounds: tuple[float, float]  # values outside make no physical sense (or break the simulator)
+    unit: str
+    comment: str
+    integer: bool = False
+    fields: tuple[str, ...] = ()  # MjModel fields `write` sets; none: a sensor parameter
+    write: Write | None = None
+
+    @property
+    def physical(self) -> bool:
+        """Changes the physics: appended to the privileged observation."""
+        return bool(self.fields)
+
+    def range(self) -> Range:
+        return Range(self.low, self.high, self.integer)
+
+
+def _scale(*fields: str) -> Write:
+    def write(model, nominal, value):
+        for f in fields:
+            getattr(model, f)[:] = nominal[f] * value
+
+    return write
+
+
+def _scale_column0(field: str, also: tuple[str, ...] = ()) -> Write:
+    """Scale column 0 of `field` (sliding friction, gear) and all of `also`."""
+
+    def write(model, nominal, value):
+        arr = getattr(model, field)
+        arr[:] = nominal[field]
+        arr[:, 0] *= value
+        _scale(*also)(model, nominal, value)
+
+    return write
+
+
+TABLE: dict[str, Parameter] = {
+    p.name: p
+    for p in (
+        Parameter(
+            "mass_scale", 0.8, 1.2, 1.0, (1e-3, 100.0), "×",
+            "every link's mass and inertia",
+            fields=("body_mass", "body_inertia"), write=_scale("body_mass", "body_inertia"),
+        ),
+        Parameter(
+            "friction_scale", 0.4, 1.25, 1.0, (0.0, 100.0), "×",
+            "geom sliding friction and joint dry friction",
+            fields=("geom_friction", "dof_frictionloss"),
+            write=_scale_column0("geom_friction", also=("dof_frictionloss",)),
+        ),
+        Parameter(
+            "motor_strength", 0.8, 1.2, 1.0, (0.0, 100.0), "×",
+            "actuator gear (torque per unit command)",
+            fields=("actuator_gear",), write=_scale_column0("actuator_gear"),
+        ),
+        Parameter(
+            "joint_damping_scale", 0.8, 1.2, 1.0, (0.0, 100.0), "×",
+            "passive joint damping",
+            fields=("dof_damping",), write=_scale("dof_damping"),
+        ),
+        Parameter(
+            "latency_steps", 0, 2, 0, (0, MAX_LATENCY_STEPS), "control steps",
+            "sensor delay", integer=True,
+        ),
+        Parameter(
+            "obs_noise_scale", 0.0, 1.0, 0.0, (0.0, 100.0), "×",
+            "multiplier on every sensor's nominal noise std",
+        ),
+    )
+}  # fmt: skip
+
+
+def names() -> tuple[str, ...]:
+    return tuple(TABLE)
+
+
+def physical() -> tuple[str, ...]:
+    """Parameters that change the physics, in the order they end the privileged observation."""
+    return tuple(n for n, p in TABLE.items() if p.physical)
+
+
+def nominal() -> dict[str, float]:
+    return {n: p.nominal for n, p in TABLE.items()}
+
+
+def default_ranges() -> dict[str, Range]:
+    return {n: p.range() for n, p in TABLE.items()}
+
+
+def _check_name(name: str, what: str) -> Parameter:
+    if name not in TABLE:
+        raise ValueError(f"unknown {what} {name!r}; known parameters: {', '.join(TABLE)}")
+    return TABLE[name]
+
+
+def check_value(name: str, value: float) -> None:
+    """Raise ValueError naming the parameter if `value` makes no physical sense."""
+    p = _check_name(name, "dynamics parameter")
+    lo, hi = p.bounds
+    if not isinstance(value, int | float | np.integer | np.floating) or not math.isfinite(value):
+        raise ValueError(f"dynamics parameter {name!r}: {value!r} is not a finite number")
+    if not lo <= value <= hi:
+        raise ValueError(f"dynamics parameter {name!r}: {value} is outside [{lo}, {hi}]")
+    if p.integer and float(value) != int(value):
+        raise ValueError(f"dynamics parameter {name!r}: {value} is not a whole number of {p.unit}")
+
+
+def make_ranges(spec: Mapping[str, object] | None) -> dict[str, Range]:
+    """Ranges from a config mapping `{name: [low, high]}` (or `Range`); unnamed ones keep defaults."""
+    ranges = default_ranges()
+    for name, value in (spec or {}).items():
+        p = _check_name(name, "randomization range")
+        if isinstance(value, Range):
+            rng = value
+        else:
+            try:
+                low, high = (float(v) for v in value)  # type: ignore[union-attr]
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"randomization range {name!r}: expected [low, high], got {value!r}"
+                ) from None
+            rng = Range(low, high, integer=p.integer)
+        if rng.low > rng.high:
+            raise ValueError(f"randomization range {name!r}: low {rng.low} > high {rng.high}")
+        check_value(name, rng.low)
+        check_value(name, rng.high)
+        ranges[name] = rng
+    return ranges
+
+
+def resolve(
+    rng: np.random.Generator, ranges: Mapping[str, Range], overrides: Mapping[str, float] | None
+) -> dict[str, float]:
+    """Sample every parameter, then apply overrides.
+
+    All parameters are always sampled, so an override of one never shifts the random draws of the
+    others: the same seed gives the same episode apart from the overridden value.
+    """
+    dyn = {name: r.sample(rng) for name, r in ranges.items()}
+    for name, value in (overrides or {}).items():
+        check_value(name, value)
+        dyn[name] = int(value) if TABLE[name].integer else float(value)
+    return dyn
+
+
+def ranges_config(table: Mapping[str, Parameter] | None = None) -> type:
+    """Dataclass of `task.randomization`: one `[low, high]` field per parameter, the table's defaults."""
+    table = TABLE if table is None else table
+    fields = [
+        (n, list[int] if p.integer else list[float], _default([p.low, p.high])) for n, p in table.items()
+    ]
+    doc = "Training ranges [low, high] of the domain-randomization parameters (see envs/parameters.py)."
+    return _module_level(
+        dataclasses.make_dataclass("RandomizationConfig", fields, namespace={"__doc__": doc})
+    )
+
+
+def fixed_config(table: Mapping[str, Parameter] | None = None) -> type:
+    """Dataclass of `deploy.dynamics`: one optional value per parameter (None: sampled)."""
+    table = TABLE if table is None else table
+    fields = [
+        (n, int | None if p.integer else float | None, dataclasses.field(default=None))
+        for n, p in table.items()
+    ]
+
+    def fixed(self) -> dict[str, float]:
+        return {k: v for k, v in vars(self).items() if v is not None}
+
+    doc = "Dynamics of the sim robot (`deploy.dynamics.mass_scale=1.2`); None: sampled from the ranges."
+    return _module_level(
+        dataclasses.make_dataclass("FixedDynamics", fields, namespace={"fixed": fixed, "__doc__": doc})
+    )
+
+
+def _module_level(cls: type) -> type:
+    """Name the class as the module attribute it is bound to below, so configs pickle."""
+    cls.__module__ = __name__
+    return cls
+
+
+def _default(value: list[float]) -> Any:
+    return dataclasses.field(default_factory=lambda: list(value))
+
+
+RandomizationConfig = ranges_config()
+FixedDynamics = fixed_config()

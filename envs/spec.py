@@ -1,0 +1,68 @@
+"""What a task is, apart from its physics: episode length, what failure means, its metrics.
+
+Pure numpy, like `envs.parameters`: validation, the teacher and the pipeline read a task's rules
+here instead of knowing tasks by name. A rule sees one finished episode (`Trace`); obs/action names
+and the control period come from the env itself (`RandomizedTask.student_names`, `.action_names`,
+`.dt`); its training ranges, where they differ from `envs.parameters.TABLE`'s, from
+`conf/task/<name>.yaml`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Trace:
+    """One finished episode as a rule sees it."""
+
+    privileged: np.ndarray  # (T, Dp) privileged observation after each step
+    reward: np.ndarray  # (T,)
+    terminated: bool  # the task ended it (fell), not the time limit
+
+
+def fell(trace: Trace) -> bool:
+    """Failure of a task that terminates when the robot falls: it terminated."""
+    return bool(trace.terminated)
+
+
+def not_upright_at_end(
+    column: int = 0, threshold: float = 0.9, tail: float = 0.25
+) -> Callable[[Trace], bool]:
+    """Failure of a balancing task: the cos of the angle (privileged `column`) averaged over the
+    last `tail` of the episode stays below `threshold`."""
+
+    def failed(trace: Trace) -> bool:
+        return bool(_tail_mean(trace.privileged[:, column], tail) < threshold)
+
+    return failed
+
+
+def upright_metric(column: int = 0, tail: float = 0.25) -> Callable[[Trace], dict[str, float]]:
+    def metrics(trace: Trace) -> dict[str, float]:
+        return {"upright": _tail_mean(trace.privileged[:, column], tail)}
+
+    return metrics
+
+
+def no_metrics(trace: Trace) -> dict[str, float]:
+    return {}
+
+
+def _tail_mean(x: np.ndarray, tail: float) -> float:
+    return float(np.mean(x[-max(1, int(len(x) * tail)) :])) if len(x) else float("nan")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One task: its Gymnasium registration and the rules that judge its episodes."""
+
+    gym_id: str
+    entry: str  # module:function building the RandomizedTask
+    episode_steps: int
+    failed: Callable[[Trace], bool] = fell
+    # per-episode figures beside the return (a velocity-tracking robot: its tracking error)
+    metrics: Callable[[Trace], dict[str, float]] = no_metrics
