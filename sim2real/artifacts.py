@@ -76,6 +76,11 @@ class RunLayout:
         return self.root / "deploy"
 
     @property
+    def identify(self) -> Path:
+        """`sim2real identify`: fitted dynamics, figures and re-centred ranges."""
+        return self.root / "identify"
+
+    @property
     def pipeline_state(self) -> Path:
         return self.root / "pipeline.json"
 
@@ -166,8 +171,21 @@ def write_json_atomic(path: Path, obj: Any) -> None:
 
 
 def read_manifest(stage_dir: str | Path) -> dict[str, Any] | None:
+    """A stage's manifest, None when there is none; a garbled one is an error naming the file."""
     p = Path(stage_dir) / "manifest.json"
-    return json.loads(p.read_text()) if p.exists() else None
+    if not p.exists():
+        return None
+    try:
+        manifest = json.loads(p.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        from sim2real.errors import UserError
+
+        raise UserError(f"{p}: not valid JSON ({e}); remove it to redo the stage") from e
+    if not isinstance(manifest, dict):
+        from sim2real.errors import UserError
+
+        raise UserError(f"{p}: not a manifest (a JSON object); remove it to redo the stage")
+    return manifest
 
 
 def inputs_key(config: Mapping[str, Any], parents: Mapping[str, str]) -> str:

@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from sim2real.stages import STAGES, dealias, load
+from sim2real.stages import STAGES, dealias, expand, load
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
@@ -82,11 +82,11 @@ def _run_hydra(stage: str, overrides: list[str]) -> int:
     from sim2real.config import register
 
     register()
-    overrides = [dealias(o) for o in overrides]
+    overrides = [e for o in overrides for e in expand(dealias(o))]
     multirun = any(o in ("-m", "--multirun") for o in overrides)
     try:
         overrides = multirun_overrides(overrides) if multirun else overrides
-        problem = config_problem(overrides)
+        problem = config_problem(overrides) or run_dir_problem(overrides)
     except ValueError as e:
         problem = str(e)
     if problem:
@@ -156,6 +156,26 @@ def config_problem(overrides: list[str]) -> str | None:
             OmegaConf.to_object(compose("config", overrides=overrides))
     except (HydraException, OmegaConfBaseException, ValueError) as e:
         return _one_line(e) + _plugin_hint(str(e))
+    return None
+
+
+def run_dir_problem(overrides: list[str]) -> str | None:
+    """A `run_dir=PATH` that cannot be created or written (a full disk, /proc/...): one line now, where
+    Hydra's config save would end in a traceback. Swept or interpolated run dirs are left to Hydra."""
+    given = [o.partition("=")[2] for o in overrides if o.startswith("run_dir=")]
+    if not given or "${" in given[-1] or "," in given[-1]:
+        return None
+    import tempfile
+
+    try:
+        path = Path(given[-1]).expanduser()
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path) as f:  # a full disk fails here, not only at mkdir
+            f.write(b"\0" * 4096)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        return f"run_dir={given[-1]} cannot be written ({e.strerror or e}): pick a writable directory"
     return None
 
 

@@ -13,6 +13,7 @@ from envs.parameters import RandomizationConfig
 from sim2real.data.config import CollectConfig, ImportConfig
 from sim2real.deploy.config import DeployConfig
 from sim2real.deploy.dds.mapping import RobotConfig
+from sim2real.identify.config import IdentifyConfig
 from sim2real.student.config import DistillConfig, StudentConfig
 from sim2real.teacher.config import ExpertConfig, TeacherConfig
 from sim2real.validate.config import ValidateConfig
@@ -90,6 +91,7 @@ class Config:
     data: str | None = None
     importer: ImportConfig = field(default_factory=ImportConfig)  # `sim2real import source=...`
     inspect: InspectConfig = field(default_factory=InspectConfig)  # `sim2real inspect steps=N`
+    identify: IdentifyConfig = field(default_factory=IdentifyConfig)  # `sim2real identify log=PATH.zarr`
 
 
 def register() -> None:

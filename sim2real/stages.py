@@ -58,6 +58,9 @@ STAGES: dict[str, Stage] = {
         "validation",
         ("task", "validate", "expert"),
     ),
+    "identify": Stage(
+        "sim2real.identify.stage:run", "log=PATH.zarr: fit dynamics to a deployment log; re-centred ranges"
+    ),
     "deploy": Stage("sim2real.deploy.cli:run", "run the controller against a robot (sim, udp or dds)"),
     "robot-sim": Stage("sim2real.deploy.robot_sim:run", "serve a MuJoCo robot over UDP (or transport=dds)"),
     "pipeline": Stage("sim2real.pipeline:run", "teacher -> collect -> distill -> export -> validate"),
@@ -73,7 +76,18 @@ ALIASES: dict[str, str] = {
     "out": "importer.out",
     "keys": "importer.keys",
     "steps": "inspect.steps",
+    "log": "identify.log",
 }
+
+
+def expand(override: str) -> list[str]:
+    """`task.randomization=FILE.yaml` -> one override per range in the file (what identify writes)."""
+    head, _, value = override.partition("=")
+    if head.lstrip("+") != "task.randomization" or not value.endswith((".yaml", ".yml")):
+        return [override]
+    from sim2real.identify.ranges import read_ranges
+
+    return [f"task.randomization.{k}=[{lo},{hi}]" for k, (lo, hi) in read_ranges(value).items()]
 
 
 def dealias(override: str) -> str:

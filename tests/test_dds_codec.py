@@ -92,15 +92,25 @@ def test_crc_matches_catalogue_and_vendor_vectors():
 
 
 def test_default_commands_carry_the_vendor_crc():
-    # expected values from the vendor's crc32_core (crc_amd64.so) over the C-packed command
-    go = idl.GoLowCmd.deserialize(
-        bytes(PROFILES["unitree_go"].codec(num_joints=12).encode_command(q=np.zeros(12)))
-    )
+    # expected values from the vendor's crc32_core (crc_amd64.so) over the C-packed command (that vector
+    # has the velocity stop value dq = 16000 in the driven slots too)
+    go_codec = PROFILES["unitree_go"].codec(num_joints=12)
+    go = idl.GoLowCmd.deserialize(bytes(go_codec.encode_command(q=np.zeros(12), dq=np.full(12, 16000.0))))
     assert go.crc == 0xB4DEB402
     hg_codec = PROFILES["unitree_hg"].codec(num_joints=29)
     hg_codec.decode_state(idl.HgLowState(mode_machine=5).serialize())
     hg = hg_codec.encode_command(q=np.linspace(-1, 1, 29), kp=np.full(29, 60.0), kd=np.ones(29))
     assert idl.HgLowCmd.deserialize(bytes(hg)).crc == 0x7A8116E2
+
+
+def test_driven_motor_slots_start_at_zero_and_idle_slots_hold_the_stop_sentinels():
+    codec = PROFILES["unitree_go"].codec(num_joints=2, slots=[0, 3])
+    cmd = idl.GoLowCmd.deserialize(bytes(codec.encode_command(tau=np.array([0.5, -0.5]))))
+    driven, idle = [cmd.motor_cmd[i] for i in (0, 3)], cmd.motor_cmd[1]
+    assert [(m.mode, m.q, m.dq, m.kp, m.kd) for m in driven] == [(1, 0.0, 0.0, 0.0, 0.0)] * 2
+    assert [m.tau for m in driven] == [0.5, -0.5]  # a torque with no velocity stop value beside it
+    assert (idle.q, idle.dq) == (pytest.approx(2.146e9), 16000.0)
+    assert cmd.crc == reference_crc(cmd, schema.GO_LOW_CMD)
 
 
 def test_c_struct_sizes_are_the_vendors():

@@ -232,3 +232,40 @@ print("ok")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+# -- refused observations (issue "Faults on the robot side") ---------------------------------------
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, 1e30, -2e6])
+def test_act_refuses_non_finite_or_absurd_input_naming_the_entry_and_keeps_its_history(export_dir, bad):
+    p, clean = load_policy(export_dir), load_policy(export_dir)
+    rng = np.random.default_rng(1)
+    obs = rng.normal(size=(30, len(OBS_NAMES))).astype(np.float32)
+    p.reset(), clean.reset()
+    for k in range(30):
+        if k in (3, 17):
+            poisoned = obs[k].copy()
+            poisoned[1] = bad
+            with pytest.raises(ValueError, match=r"pole/sin=") as err:
+                p.act(poisoned)
+            assert "pole/cos" not in str(err.value)  # only the offending entries are named
+        np.testing.assert_array_equal(p.act(obs[k]), clean.act(obs[k]))  # as if it never happened
+
+
+def test_window_policy_refuses_nan_before_shifting_its_window(export_dir):
+    w, clean = load_window_policy(export_dir), load_window_policy(export_dir)
+    w.reset(), clean.reset()
+    x = np.full(len(OBS_NAMES), 0.3, np.float32)
+    w.act(x), clean.act(x)
+    with pytest.raises(ValueError, match="prev_action/torque"):
+        w.act(np.array([0.1, 0.2, np.nan], np.float32))
+    np.testing.assert_array_equal(w.act(x), clean.act(x))
+
+
+def test_corrupt_policy_json_is_an_error_naming_the_file(tmp_path, export_dir):
+    import shutil
+
+    copy = tmp_path / "export"
+    shutil.copytree(export_dir, copy)
+    (copy / "policy.json").write_text("{not json")
+    with pytest.raises(PolicyMismatch, match=r"policy\.json: not valid JSON"):
+        load_policy(copy)

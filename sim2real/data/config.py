@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from sim2real import checks
 from sim2real.stages import EXECUTION_ONLY
 
 
@@ -38,6 +39,17 @@ class CollectConfig:
     ray_address: str | None = field(default=None, metadata=EXECUTION_ONLY)
     # ray: tasks in flight (None: the cluster's CPUs)
     workers: int | None = field(default=None, metadata=EXECUTION_ONLY)
+
+    def __post_init__(self) -> None:
+        p = "collect"
+        checks.at_least(p, self, 1, ("episodes", "n_envs", "filter_block"))
+        checks.at_least(p, self, 1, ("workers",), optional=True)
+        checks.at_least(p, self, 0, ("action_noise", "max_attempts", "commit_seconds"))  # 0: every episode
+        if not 0 < self.keep_top_fraction <= 1:
+            raise checks.ConfigError(
+                f"collect.keep_top_fraction={self.keep_top_fraction!r} must be in (0, 1]"
+            )
+        # collect.backend is checked by `ray_backend.check_backend` when collection starts
 
 
 @dataclass

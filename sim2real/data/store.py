@@ -66,6 +66,16 @@ def exists(path: str | Path) -> bool:
     return (stored_path(path) / "zarr.json").is_file()
 
 
+def _garbled_json(path: Path) -> Path | None:
+    """The first `zarr.json` under a store that does not parse (what a failed open names)."""
+    for f in sorted(path.rglob("zarr.json")):
+        try:
+            json.loads(f.read_bytes())
+        except ValueError:
+            return f
+    return None
+
+
 class DemoStore:
     """A demonstration store. `DemoStore.open(path)` reads; `open(path, "a")`/`create` write (locked)."""
 
@@ -133,9 +143,12 @@ class DemoStore:
             if mode == "a":
                 store._drop_uncommitted()
             return store
-        except BaseException:
+        except BaseException as e:
             if lock is not None:
                 lock.release()
+            bad = _garbled_json(path) if isinstance(e, ValueError) else None
+            if bad is not None:
+                raise UserError(f"{bad}: not valid JSON ({e}); the store's metadata is damaged") from e
             raise
 
     def _drop_uncommitted(self) -> None:

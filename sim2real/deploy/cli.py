@@ -4,7 +4,9 @@
 `deploy.dynamics.<name>=value`); `deploy.robot=udp` talks to `sim2real robot-sim` (or a robot speaking
 the wire format) at `deploy.host:deploy.port`; `deploy.robot=dds` drives a DDS robot through the mapping
 `robot=<name>` (conf/robot/; loopback unless `robot.interface=eth0`). Every step goes to
-`<R>/deploy/<timestamp>.zarr`.
+`<R>/deploy/<timestamp>.zarr`, committed at least every `deploy.log_commit_s`.
+SIGINT, SIGTERM and SIGHUP stop it the same way: safe action, the robot's stop message, log
+committed, exit 0 with the summary.
 Unlike the runtime modules, this one may import the simulator (lazily, for robot=sim only).
 """
 
@@ -13,12 +15,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from sim2real.artifacts import RunLayout
+from sim2real.deploy import signals
+from sim2real.deploy.config import ROBOTS, controller_settings
 from sim2real.deploy.controller import Controller, ControllerConfig, ControllerStats
 from sim2real.deploy.log import DeployLog, log_attrs, log_path
 from sim2real.deploy.policy import Policy, load_policy
 from sim2real.errors import UserError
-
-ROBOTS = ("sim", "udp", "dds")
 
 
 def check_validated(export_dir: Path, run_dir: Path, force: bool) -> dict[str, Any]:
@@ -33,16 +36,8 @@ def check_validated(export_dir: Path, run_dir: Path, force: bool) -> dict[str, A
 
 
 def controller_config(d) -> ControllerConfig:
-    return ControllerConfig(
-        rate_hz=d.rate_hz,
-        stale_after_s=d.stale_after_s,
-        safe_action=None if d.safe_action is None else tuple(d.safe_action),
-        soft_start_s=d.soft_start_s,
-        max_action_rate=d.max_action_rate,
-        action_filter=d.action_filter,
-        spin_s=d.spin_s,
-        realtime_priority=d.realtime_priority,
-    )
+    """The controller's options from `deploy.*` (a DeployConfig): the shared LoopSettings fields."""
+    return ControllerConfig(**controller_settings(d))
 
 
 def make_robot(cfg, policy: Policy):
@@ -66,25 +61,25 @@ def make_robot(cfg, policy: Policy):
     raise UserError(f"deploy.robot={d.robot!r} is not one of {ROBOTS}")
 
 
-def open_log(run_dir: Path, policy: Policy, robot, gate: dict[str, Any], cfg) -> DeployLog:
-    from sim2real.artifacts import code_version
-
+def open_log(log_dir: Path, policy: Policy, robot, gate: dict[str, Any], d, **extra: Any) -> DeployLog:
+    """A new deployment log `<log_dir>/<timestamp>.zarr` for `policy` on `robot` (`d`: DeployConfig)."""
     spec = policy.spec
-    attrs = log_attrs(
-        spec,
-        cfg.deploy.robot,
-        gate,
-        code_version=code_version(),
-        deploy={"config": _plain(cfg.deploy), "action_filter": cfg.deploy.action_filter},
-    )
+    attrs = log_attrs(spec, d.robot, gate, deploy={"action_filter": d.action_filter, **extra}, **_code())
     return DeployLog(
-        log_path(run_dir / "deploy"),
+        log_path(log_dir),
         attrs,
         spec.obs_names,
         spec.action_names,
         privileged_dim=getattr(robot, "privileged_dim", 0),
         dynamics_names=getattr(robot, "dynamics_names", ()),
+        commit_s=d.log_commit_s,
     )
+
+
+def _code() -> dict[str, Any]:
+    from sim2real.artifacts import code_version
+
+    return {"code_version": code_version()}
 
 
 def _plain(obj: Any) -> Any:
@@ -102,35 +97,51 @@ def summary_line(episode: int, stats: ControllerStats) -> str:
     )
 
 
+def ends_session(stats: ControllerStats) -> bool:
+    """A stop signal or an e-stop ends the whole session, not only the episode."""
+    return stats.stop_reason in (*signals.STOP_REASONS, "estop")
+
+
 def run(cfg) -> None:
     d = cfg.deploy
-    if d.robot not in ROBOTS:
-        raise UserError(f"deploy.robot={d.robot!r} is not one of {ROBOTS}")
-    run_dir = Path(cfg.run_dir)
-    export_dir = run_dir / "export"
-    gate = check_validated(export_dir, run_dir, d.force)
-    policy = load_policy(export_dir)
-    robot = make_robot(cfg, policy)
-    robot.connect()
-    log = None
-    episodes: list[dict[str, Any]] = []
+    layout = RunLayout(cfg.run_dir)
+    with signals.interrupts():  # SIGTERM/SIGHUP outside the loop: as SIGINT (KeyboardInterrupt)
+        try:
+            gate = check_validated(layout.export, layout.root, d.force)
+            policy = load_policy(layout.export)
+            _session(cfg, policy, gate, layout)
+        except signals.Stopped as e:
+            print(f"deploy: stopped by {e.reason} before the control loop ran")
+
+
+def _session(cfg, policy: Policy, gate: dict[str, Any], layout: RunLayout) -> None:
+    """Connect, run the episodes, and always: close the robot (its stop message) and commit the log."""
+    d = cfg.deploy
+    robot, log, episodes = make_robot(cfg, policy), None, []
     try:
-        log = open_log(run_dir, policy, robot, gate, cfg) if d.log else None
+        robot.connect()
+        log = open_log(layout.deploy, policy, robot, gate, d, config=_plain(d)) if d.log else None
         controller = Controller(policy, robot, controller_config(d), log)
         for ep in range(d.episodes):
             stats = controller.run(steps=d.steps, duration=d.duration_s, seed=cfg.seed + ep)
             print(summary_line(ep, stats))
             episodes.append(_episode_record(stats))
-            if stats.stop_reason in ("sigint", "estop"):
+            if ends_session(stats):
                 break
     finally:
+        with signals.shielded():
+            _close(robot, log, d.robot == "dds", {"episodes": episodes})
+
+
+def _close(robot, log: DeployLog | None, dds: bool, summary: dict[str, Any]) -> None:
+    try:
         robot.close()
-        link = {}
-        if d.robot == "dds":  # link health: CRC errors, tick gaps, states received
+    finally:
+        if dds:  # link health: CRC errors, tick gaps, states received
             print(f"deploy: dds link: {robot.stats.summary()}")
-            link = {"dds_link": _plain(robot.stats)}
+            summary["dds_link"] = _plain(robot.stats)
         if log is not None:
-            log.close({"episodes": episodes, **link})
+            log.close(summary)
             print(f"deploy: log {log.path}")
 
 

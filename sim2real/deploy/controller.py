@@ -8,10 +8,10 @@ watchdog / e-stop / fault checks → observation → policy → action filter �
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import math
 import os
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from envs.observations import student_vector
-from sim2real.deploy import safety
+from sim2real.deploy import safety, signals
+from sim2real.deploy.config import LoopSettings
 from sim2real.deploy.log import DeployLog
-from sim2real.deploy.policy import Policy
+from sim2real.deploy.policy import OBS_LIMIT, Policy
 from sim2real.deploy.robot import Robot
 
 
@@ -31,27 +32,14 @@ class ControllerFault(RuntimeError):
 
 
 @dataclass
-class ControllerConfig:
-    rate_hz: float | None = None  # None: 1 / policy control_dt
-    stale_after_s: float | None = None  # watchdog timeout; None: max(3 periods, 10 ms)
-    safe_action: tuple[float, ...] | None = None  # None: zeros
-    soft_start_s: float = 0.5  # ramp from the safe action to the policy's over this long
-    max_action_rate: float | None = None  # per second; None: the export's max_action_rate
-    # exponential action filter α in [0, 1), before clipping and rate limit (see safety.ActionFilter):
-    # sent ← α · previous filtered + (1 − α) · policy output; None or 0: off
-    action_filter: float | None = None
+class ControllerConfig(LoopSettings):
+    """The loop's options (`LoopSettings`, shared with `deploy.*`) plus those only code sets."""
+
     latch_faults: bool = True  # a stale-sensor fault holds the safe action until the run ends
     raise_on_fault: bool = False  # raise ControllerFault when the run ended with a fault
-    # busy-wait the last part of each period: sleep overshoots by ~0.1 ms on a quiet Linux box, by
-    # over 1 ms on some VMs; a dedicated control core at 1 kHz can spin most of the period
-    spin_s: float = 2e-4
-    handle_sigint: bool = True  # SIGINT stops the loop cleanly (main thread only)
+    handle_sigint: bool = True  # SIGINT, SIGTERM and SIGHUP stop the loop cleanly (main thread only)
     stop_on_episode_end: bool = True  # a simulated robot's `done` extra ends the run
     gc_freeze: bool = True  # gc.freeze() before the loop: full collections skip everything loaded so far
-    # SCHED_FIFO priority (1-99) of the loop's thread for the run, so no other thread of the machine
-    # preempts it (Linux; needs root or CAP_SYS_NICE). 0: the default scheduler. Keep spin_s short with
-    # it: a real-time thread that busy-waits most of each period gets throttled by the kernel.
-    realtime_priority: int = 0
 
 
 @dataclass
@@ -82,7 +70,8 @@ class Controller:
     """Runs `policy` against a connected `robot`; one `run()` is one episode.
 
     `estop` is polled every step (True → safe action, loop ends); `stop()` and `trigger_estop()`
-    may be called from any thread; SIGINT stops the loop the same way as `stop()`.
+    may be called from any thread; SIGINT, SIGTERM and SIGHUP stop the loop the same way as `stop()`
+    (stop reason "sigint", "sigterm", "sighup"): the safe action goes out within one period.
     """
 
     def __init__(
@@ -128,7 +117,8 @@ class Controller:
 
     # -- the loop ---------------------------------------------------------------------------------
     def run(self, steps: int | None = None, duration: float | None = None, seed: int | None = None):
-        """Run until `steps` steps, `duration` seconds, stop(), e-stop or SIGINT; returns ControllerStats."""
+        """Run until `steps` steps, `duration` seconds, stop(), e-stop or a stop signal; returns
+        ControllerStats."""
         restore_scheduler = _realtime(self.config.realtime_priority)  # a refusal raises before any change
         try:
             return self._run(steps, duration, seed)
@@ -136,8 +126,13 @@ class Controller:
             restore_scheduler()
 
     def _run(self, steps: int | None, duration: float | None, seed: int | None) -> ControllerStats:
-        self._reset_episode(seed)
-        old_handler = self._install_sigint()
+        self._clear_stop()
+        old_handlers = self._install_signals()  # before the reset: a robot's reset may take seconds
+        try:
+            self._reset_episode(seed)
+        except BaseException:
+            signals.restore(old_handlers)
+            raise
         if self.config.gc_freeze:
             gc.collect()
             gc.freeze()
@@ -167,16 +162,18 @@ class Controller:
         finally:
             if self.config.gc_freeze:
                 gc.unfreeze()
-            self._shutdown(old_handler, seed)
+            self._shutdown(old_handlers, seed)
         stats.stop_reason = self._stop_reason or stats.stop_reason or "steps"
         if self.config.raise_on_fault and stats.faults:
             raise ControllerFault(f"run ended with fault(s): {[f.kind for f in stats.faults]}")
         return stats
 
-    def _reset_episode(self, seed: int | None) -> None:
+    def _clear_stop(self) -> None:
         self._stop.clear()
         self._estop.clear()
         self._stop_reason = ""
+
+    def _reset_episode(self, seed: int | None) -> None:
         if hasattr(self.robot, "reset"):
             self.robot.reset(seed)
         self.policy.reset()
@@ -187,6 +184,9 @@ class Controller:
         self._obs = np.full(self.policy.spec.obs_dim, np.nan, np.float32)  # logged before the first reading
         self._raw = None
         self._has_extras = hasattr(self.robot, "extras")
+        if self.log is not None:
+            dyn = self.robot.extras().get("dynamics") if self._has_extras else None
+            self.log.begin_episode(seed=-1 if seed is None else seed, dynamics=dyn)
 
     def _step(self, now: float, t0: float, lateness: float) -> int:
         """One control step; returns its event bits."""
@@ -233,8 +233,8 @@ class Controller:
         if self._readings is None:
             return self.filter.hold_safe(), safety.WAITING
         obs = self._obs = student_vector(self._readings, self.policy.spec.obs_names, self._prev_action)
-        if not np.isfinite(obs).all():
-            self._fault(t, "nonfinite_obs", f"non-finite observation {obs.tolist()}", once=True)
+        if not (np.abs(obs) <= OBS_LIMIT).all():  # NaN, inf or absurd (what Policy.act refuses)
+            self._fault(t, "nonfinite_obs", f"non-finite or absurd observation {obs.tolist()}", once=True)
             return self.filter.hold_safe(), safety.NONFINITE_OBS
         raw = self._raw = self.policy.act(obs)
         if not np.isfinite(raw).all():
@@ -265,18 +265,22 @@ class Controller:
         return fault
 
     # -- start and end ----------------------------------------------------------------------------
-    def _install_sigint(self):
-        if not self.config.handle_sigint or threading.current_thread() is not threading.main_thread():
+    def _install_signals(self):
+        if not self.config.handle_sigint:
             return None
-        return signal.signal(signal.SIGINT, lambda *_: self.stop("sigint"))
+        return signals.install(lambda signum: self.stop(signals.reason_of(signum)))
 
-    def _shutdown(self, old_handler, seed: int | None) -> None:
-        """Always: send the safe action, close the episode in the log, restore the SIGINT handler."""
+    def _shutdown(self, old_handlers, seed: int | None) -> None:
+        """Always: send the safe action, close the episode in the log, restore the signal handlers.
+        Runs with stop signals noted, not raised: a second SIGTERM must not cut it short."""
+        with signals.shielded() if old_handlers is not None else contextlib.nullcontext():
+            self._finish(seed)
+        signals.restore(old_handlers)
+
+    def _finish(self, seed: int | None) -> None:
         try:
             self.robot.send(self.filter.hold_safe())
         finally:
-            if old_handler is not None:
-                signal.signal(signal.SIGINT, old_handler)
             if self.log is not None:
                 extras = self.robot.extras() if self._has_extras else {}
                 dyn = extras.get("dynamics") or {}

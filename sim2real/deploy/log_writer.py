@@ -7,6 +7,12 @@ line, then the header's arrays as raw bytes (no pickles). The control thread its
 non-blocking: what the pipe does not take now waits in a queue that each step's `pump()` drains, so a
 slow disk never blocks a step, and no second thread of this process competes for the GIL (a sender
 thread did, and delayed wake-ups by milliseconds whenever the OS preempted it while it held the GIL).
+
+Every append writes the new rows first and publishes the new length after (as `DemoStore` does), and a
+`meta` frame's arrays come in write order with `episode_ends` last: a reader never sees a row that is
+not written yet. The writer ignores stop signals (systemd signals the whole group; Ctrl-C the whole
+foreground group): it ends when its input does, after applying every whole frame it got, so a killed
+controller loses only what it had not handed over yet.
 """
 
 from __future__ import annotations
@@ -16,11 +22,12 @@ import fcntl
 import json
 import os
 import select
+import signal
 import subprocess
 import sys
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -31,7 +38,7 @@ _ENTRY = (
     "import importlib.util as u, sys; s = u.spec_from_file_location('sim2real_log_writer', sys.argv[1]); "
     "m = u.module_from_spec(s); s.loader.exec_module(m); sys.exit(m.main(sys.argv[2:]))"
 )
-_META_ORDER = ("episode_return", "episode_dynamics", "episode_source", "episode_seed", "episode_terminated")
+UNFINISHED = "unfinished_episodes"  # key in the `deploy` attribute: episodes that have not ended (yet)
 
 
 def encode_frame(kind: str, arrays: Mapping[str, np.ndarray], doc: Any = None) -> list[memoryview]:
@@ -63,7 +70,7 @@ class WriterProcess:
     """Handle on the writer process: `send` and `pump` never block, `close` waits for everything and
     reports a failed writer."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, on_failure: Callable[[], None] | None = None):
         avoid = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
         self._proc = subprocess.Popen(
             [sys.executable, "-c", _ENTRY, __file__, str(path), avoid],
@@ -77,6 +84,7 @@ class WriterProcess:
         os.set_blocking(self._fd, False)
         self._pending: deque[memoryview] = deque()  # frame pieces the pipe has not taken yet
         self._error: BaseException | None = None
+        self._on_failure = on_failure  # called once when the writer is found dead (from the loop)
 
     def send(self, kind: str, arrays: Mapping[str, np.ndarray], doc: Any = None) -> None:
         """Queue a frame and write what the pipe takes now. After a writer failure frames are dropped
@@ -97,6 +105,8 @@ class WriterProcess:
             except OSError as e:  # the writer died: send() drops frames, close() reports it
                 self._error = e
                 pending.clear()
+                if self._on_failure is not None:
+                    self._on_failure()
                 return
             if n == len(head):
                 pending.popleft()
@@ -121,7 +131,8 @@ class WriterProcess:
         err = self._proc.stderr.read().decode(errors="replace").strip()
         self._proc.stderr.close()
         if rc != 0 or self._error is not None:
-            raise RuntimeError(f"deployment log writer failed (exit code {rc}): {err[-2000:] or self._error}")
+            reason = err.splitlines()[-1] if err else str(self._error)
+            raise RuntimeError(f"deployment log writer failed (exit code {rc}): {reason}")
 
 
 def serve(path: str, stream: BinaryIO) -> None:
@@ -133,16 +144,56 @@ def serve(path: str, stream: BinaryIO) -> None:
         kind, arrays, doc = frame
         if kind == "data":
             for name, values in arrays.items():
-                root[f"data/{name}"].append(values, axis=0)
+                append_rows(root[f"data/{name}"], values)
         elif kind == "meta":
-            for name in (*_META_ORDER, "episode_ends"):  # episode_ends last: the commit marker
-                root[f"meta/{name}"].append(arrays[name], axis=0)
+            _commit_episode(root, arrays)
         elif kind == "close":
             if doc:
                 root.attrs["deploy"] = {**dict(root.attrs.get("deploy", {})), **doc}
             return
         else:
             raise ValueError(f"unknown log frame kind {kind!r}")
+
+
+def _commit_episode(root, arrays: Mapping[str, np.ndarray]) -> None:
+    """Append one episode's meta row in the frame's order (episode_ends last). A segment of a running
+    episode (`continued`) is listed in `deploy.unfinished_episodes` before it is written; an episode's
+    last segment clears the list once written."""
+    index = root["meta/episode_ends"].shape[0]
+    continued = bool(arrays["continued"][0])
+    if continued:
+        _set_unfinished(root, [*_unfinished(root), index])
+    for name, values in arrays.items():
+        append_rows(root[f"meta/{name}"], values)
+    if not continued and _unfinished(root):
+        _set_unfinished(root, [])
+
+
+def _unfinished(root) -> list[int]:
+    return list(dict(root.attrs.get("deploy", {})).get(UNFINISHED, []))
+
+
+def _set_unfinished(root, indices: list[int]) -> None:
+    root.attrs["deploy"] = {**dict(root.attrs.get("deploy", {})), UNFINISHED: indices}
+
+
+def append_rows(arr, values: np.ndarray) -> None:
+    """Write rows past the end, then publish the new length (zarr's own append publishes the length
+    first: a reader could see rows of fill values)."""
+    n = arr.shape[0]
+    new_shape = (n + len(values), *arr.shape[1:])
+    inner = getattr(arr, "_async_array", None)  # zarr 3.1: grow the in-memory shape only
+    if inner is None or not hasattr(inner.metadata, "update_shape"):  # pragma: no cover - other zarr
+        arr.append(values, axis=0)
+        return
+    old = inner.metadata
+    object.__setattr__(inner, "metadata", old.update_shape(new_shape))
+    try:
+        arr[n:] = values
+    except BaseException:
+        object.__setattr__(inner, "metadata", old)
+        raise
+    arr.resize(new_shape)
 
 
 def _leave_cpus(avoid: str) -> None:
@@ -160,7 +211,13 @@ def _leave_cpus(avoid: str) -> None:
 
 
 def main(argv: list[str]) -> int:
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # the controller decides when to stop
+        signal.signal(s, signal.SIG_IGN)
     path, avoid = argv[0], argv[1] if len(argv) > 1 else ""
     _leave_cpus(avoid)
-    serve(path, sys.stdin.buffer)
+    try:
+        serve(path, sys.stdin.buffer)
+    except Exception as e:  # one line for the controller's message (full disk, store removed, ...)
+        print(f"{type(e).__name__}: {e}".replace("\n", " "), file=sys.stderr)
+        return 1
     return 0

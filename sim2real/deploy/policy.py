@@ -28,6 +28,28 @@ from sim2real.deploy.spec import (
     validate_metadata,
 )
 
+# |observation entry| above this is refused: no sensor reading or normalized feature of a robot comes
+# near it, while a float32 network fed one returns garbage (1e30 saturates, 1e39 is inf in float32)
+OBS_LIMIT = 1e6
+
+
+def bad_entries(obs: np.ndarray, names) -> list[str]:
+    """`name=value` of the entries of `obs` that are NaN, inf or beyond ±OBS_LIMIT."""
+    bad = ~(np.abs(np.asarray(obs, np.float64)) <= OBS_LIMIT)
+    return [f"{names[i] if i < len(names) else i}={obs[i]!r}" for i in np.flatnonzero(bad)]
+
+
+def check_obs(obs: np.ndarray, spec: PolicySpec) -> None:
+    """Raise ValueError naming the entries of `obs` (Ds,) that are not finite or absurdly large."""
+    if obs.shape != (spec.obs_dim,):
+        raise ValueError(f"observation has shape {obs.shape}, the policy takes ({spec.obs_dim},)")
+    if not (np.abs(obs) <= OBS_LIMIT).all():  # one pass catches NaN too (NaN <= x is False)
+        entries = ", ".join(bad_entries(obs, spec.obs_names))
+        raise ValueError(
+            f"observation refused (NaN, inf or |x| > {OBS_LIMIT:g}): {entries}; the policy's history "
+            "is unchanged"
+        )
+
 
 def make_session(model: bytes, threads: int = 1) -> ort.InferenceSession:
     """A CPU session for one control loop: `threads` intra-op threads, full graph optimization."""
@@ -123,8 +145,9 @@ class Policy:
         self._k = 0
 
     def act(self, obs: np.ndarray) -> np.ndarray:
-        if obs.shape != self._obs.shape[1:]:
-            raise ValueError(f"observation has shape {obs.shape}, the policy takes ({self.spec.obs_dim},)")
+        """One step. A non-finite or absurd entry (|x| > OBS_LIMIT) is a ValueError naming it, raised
+        before anything changes: the next call acts as if the refused one never happened."""
+        check_obs(np.asarray(obs), self.spec)
         self._obs[0] = obs
         self._session.run_with_iobinding(self._bindings[self._k])
         self._k ^= 1
@@ -159,6 +182,7 @@ class WindowPolicy:
         self._valid.fill(False)
 
     def act(self, obs: np.ndarray) -> np.ndarray:
+        check_obs(np.asarray(obs), self.spec)  # as Policy.act: refused before the window shifts
         self._window[0, :-1] = self._window[0, 1:]
         self._valid[0, :-1] = self._valid[0, 1:]
         self._window[0, -1] = obs

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from sim2real.artifacts import RunLayout
 from sim2real.deploy import safety
 from sim2real.deploy.policy import Policy, load_policy
 from sim2real.errors import UserError
@@ -69,8 +70,12 @@ def read_log(path: Path, against: str = "auto") -> LoggedSteps:
         raise ImportError("replay reads the log with zarr (pip install zarr)") from e
     if not (path / "zarr.json").is_file():
         raise FileNotFoundError(f"no deployment log at {path} (no zarr.json)")
-    root = zarr.open_group(str(path), mode="r")
-    names = set(root["data"].array_keys()) if "data" in root else set()
+    try:
+        root = zarr.open_group(str(path), mode="r")
+        names = set(root["data"].array_keys()) if "data" in root else set()
+    except ValueError as e:  # a garbled zarr.json: name it
+        bad = next((f for f in sorted(path.rglob("zarr.json")) if not _parses(f)), path / "zarr.json")
+        raise UserError(f"{bad}: not valid JSON ({e}); the log's metadata is damaged") from e
     if against not in AGAINST:
         raise UserError(f"replay.against={against!r} is not one of {AGAINST}")
     if against == "auto":
@@ -90,10 +95,30 @@ def read_log(path: Path, against: str = "auto") -> LoggedSteps:
         target=target,
         ran=ran,
         reset_after=(events & RESETS) != 0,
-        ends=ends,
+        ends=joined_ends(root, ends),
         against=against,
         attrs=dict(root.attrs),
     )
+
+
+def _parses(f: Path) -> bool:
+    try:
+        json.loads(f.read_bytes())
+    except ValueError:
+        return False
+    return True
+
+
+def joined_ends(root, ends: np.ndarray) -> np.ndarray:
+    """The controller's episode ends: a deployment log commits a running episode in segments
+    (`meta/continued` True on all but an episode's last), which ran with one unbroken history."""
+    if "meta" not in root or "continued" not in set(root["meta"].array_keys()):
+        return ends
+    continued = np.asarray(root["meta/continued"][: len(ends)], bool)
+    keep = ~continued
+    if len(keep):
+        keep[-1] = True  # a crashed episode ends where its log does
+    return ends[keep]
 
 
 def logged_sha(attrs: dict[str, Any]) -> str | None:
@@ -109,10 +134,10 @@ def find_export(cfg: ReplayConfig) -> Path:
     if cfg.export is not None:
         return cfg.export
     if cfg.run_dir is not None:
-        return cfg.run_dir / "export"
-    guess = cfg.log.resolve().parent.parent / "export"  # <run_dir>/deploy/<timestamp>.zarr
-    if cfg.log.resolve().parent.name == "deploy" and guess.is_dir():
-        return guess
+        return RunLayout(cfg.run_dir).export
+    layout = RunLayout(cfg.log.resolve().parent.parent)  # the log is <run_dir>/deploy/<timestamp>.zarr
+    if cfg.log.resolve().parent == layout.deploy and layout.export.is_dir():
+        return layout.export
     raise UserError(
         f"{cfg.log} does not lie in <run_dir>/deploy/: name the policy with export=DIR or run_dir=R"
     )

@@ -4,8 +4,10 @@
     sim2real deploy run_dir=R deploy.robot=udp deploy.port=47470 deploy.force=true
 
 It binds `deploy.host` (loopback by default), answers each ACTION with the STATE after one control
-step (lockstep), and emulates a bad link with `deploy.link.*`. Runs until SIGINT or
-`deploy.serve_seconds`. The simulator is imported here, never by the runtime.
+step (lockstep), and emulates a bad link with `deploy.link.*`. Runs until SIGINT, SIGTERM or SIGHUP
+(`docker stop`) or `deploy.serve_seconds`. A peer's message with a wrong meaning (an ACTION of the
+wrong size, a RESET that is not `{"seed": n}`, a second controller) is dropped and counted, as a
+bad CRC is; the server keeps serving. The simulator is imported here, never by the runtime.
 
     sim2real robot-sim transport=dds robot=pendulum_unitree_go   # profile=ros2: same mapping, ROS 2 topics
     sim2real deploy run_dir=R deploy.robot=dds robot=pendulum_unitree_go deploy.force=true
@@ -16,9 +18,9 @@ only unless `robot.interface` names an interface) and applies the newest command
 
 from __future__ import annotations
 
-import signal
 import threading
 
+from sim2real.deploy import signals
 from sim2real.deploy.udp import LinkConfig, RobotServer
 from sim2real.errors import UserError
 from sim2real.sim_robot import MujocoRobot
@@ -60,14 +62,15 @@ def run_dds(cfg) -> None:
 
 
 def _serve(server, banner: str, seconds: float | None, summary) -> None:
-    """Serve until SIGINT or `seconds`, then close the server and its robot and print `summary()`."""
+    """Serve until a stop signal or `seconds`, then close the server and its robot and print
+    `summary()`."""
     stop = threading.Event()
-    old = signal.signal(signal.SIGINT, lambda *_: stop.set())
-    print(f"robot-sim: {banner}; Ctrl-C stops", flush=True)
+    old = signals.install(lambda _signum: stop.set())
+    print(f"robot-sim: {banner}; Ctrl-C (or SIGTERM) stops", flush=True)
     try:
         server.serve(stop, duration=seconds)
     finally:
-        signal.signal(signal.SIGINT, old)
+        signals.restore(old)
         server.close()
         server.robot.close()
         print(f"robot-sim: stopped; {summary()}", flush=True)
@@ -89,7 +92,7 @@ def run(cfg) -> None:
     def summary() -> str:
         s = server.stats
         return (
-            f"{s.accepted} messages accepted, {s.stale} stale, {s.corrupt} corrupt, "
+            f"{s.accepted} messages accepted, {s.stale} stale, {s.corrupt} corrupt, {s.invalid} invalid, "
             f"{server.out.dropped} dropped by the emulated link"
         )
 

@@ -24,6 +24,11 @@ from sim2real.deploy import wire
 from sim2real.errors import UserError
 
 DEFAULT_PORT = 47470
+TAKEOVER_S = 1.0  # a HELLO from another address is refused while the client was heard this recently
+
+
+class RobotUnreachable(UserError, ConnectionError):
+    """No robot answered at the address (one line naming it and what to do)."""
 
 
 def _now_us() -> int:
@@ -88,6 +93,7 @@ class BridgeStats:
     accepted: int = 0
     stale: int = 0  # dropped: not newer than the newest accepted (late, reordered, duplicated)
     corrupt: int = 0  # dropped: bad magic/version/length/CRC
+    invalid: int = 0  # dropped: valid CRC, wrong meaning (count, JSON, seed, type, a second controller)
     lost: int = 0  # sequence numbers never seen (gaps)
     send_errors: int = 0
     last_seq: int | None = None
@@ -133,7 +139,13 @@ class UdpRobot:
 
     def connect(self) -> None:
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self._sock.bind((self.bind, 0))
+        try:
+            self._sock.bind((self.bind, 0))
+        except OSError as e:
+            self._sock.close()
+            raise UserError(
+                f"cannot bind {self.bind} to reach the robot: {e.strerror} (--bind / deploy.host)"
+            ) from None
         self._sock.setblocking(False)
         self._request(wire.HELLO, None)
 
@@ -159,9 +171,11 @@ class UdpRobot:
                 if msg is not None and msg.type == wire.DESCRIBE and msg.doc.get("ack") == seq:
                     self._describe(msg)
                     return
-        raise ConnectionError(
-            f"no answer from the robot at {self.address[0]}:{self.address[1]} after {self.retries} tries "
-            f"of {self.timeout_s} s (is `sim2real robot-sim` running there?)"
+        host, port = self.address
+        raise RobotUnreachable(
+            f"no answer from the robot at udp://{host}:{port} after {self.retries} tries of "
+            f"{self.timeout_s:g} s: start `sim2real robot-sim` (or the robot's bridge) there, or set the "
+            "robot's address (deploy.host, deploy.port)"
         )
 
     def _describe(self, msg: wire.Message) -> None:
@@ -214,6 +228,9 @@ class UdpRobot:
 
     def reset(self, seed: int | None = None) -> None:
         """Ask a simulated robot for a new episode (a real robot answers RESET with DESCRIBE only)."""
+        problem = wire.seed_problem(seed)
+        if problem is not None:  # the robot would drop the request: say why here
+            raise ValueError(f"reset: {problem} (a robot takes null or 0..2**63-1)")
         self._request(wire.RESET, {"seed": seed})
 
     def extras(self) -> Mapping[str, Any]:
@@ -251,6 +268,8 @@ class RobotServer:
         self.out = Link(self.sock, self.link)
         self.stats = BridgeStats()
         self._client = None
+        self._heard = 0.0  # when the client was last heard (monotonic)
+        self.last_invalid = ""  # why the newest dropped message was dropped
         self._seq = 0
         self._episode = 0
         self._extras = tuple(k for k in ("reward", "done") if hasattr(self.robot, "extras"))
@@ -281,21 +300,59 @@ class RobotServer:
             self.handle(msg, addr)
 
     def handle(self, msg: wire.Message, addr) -> None:
+        """Apply one decoded message; one with a wrong meaning is dropped and counted (`stats.invalid`),
+        never raised: a peer's datagram must not stop the server."""
+        problem = self._problem(msg, addr)
+        if problem is not None:
+            self.stats.invalid += 1
+            self.last_invalid = problem
+            return
         if msg.type == wire.HELLO:  # a (new) client: its sequence starts here
             self._client, self.stats.last_seq = addr, msg.seq
+            self._heard = time.monotonic()
             self._answer(msg.seq)
-        elif addr != self._client or not self.stats.accept(msg.seq):
             return
-        elif msg.type == wire.ACTION:
+        if not self.stats.accept(msg.seq):
+            return
+        self._heard = time.monotonic()
+        if msg.type == wire.ACTION:
             self.robot.send(np.asarray(msg.floats, np.float32))
             self._send_state()
         elif msg.type == wire.RESET:
             if hasattr(self.robot, "reset"):
-                self.robot.reset(msg.doc.get("seed"))
+                try:
+                    self.robot.reset(msg.doc.get("seed"))
+                except ValueError as e:  # a simulator's own refusal (a seed it cannot take)
+                    self.stats.invalid += 1
+                    self.last_invalid = f"RESET refused by the robot: {e}"
+                    return
                 self._episode += 1
             self._answer(msg.seq)
         elif msg.type == wire.BYE:
             self._client = None
+
+    def _problem(self, msg: wire.Message, addr) -> str | None:
+        """Why `msg` from `addr` must be dropped (None: apply it)."""
+        if msg.type == wire.HELLO:
+            if msg.floats.size:
+                return f"HELLO with {msg.floats.size} values"
+            busy = self._client not in (None, addr) and time.monotonic() - self._heard < TAKEOVER_S
+            return f"HELLO from {addr} while {self._client} is the active controller" if busy else None
+        if addr != self._client:
+            return f"type {msg.type} from {addr}, which is not the controller (no HELLO)"
+        if msg.type == wire.ACTION:
+            n = len(self.robot.action_names)
+            if msg.floats.size != n:
+                return f"ACTION with {msg.floats.size} values, the robot takes {n}"
+            return None if np.isfinite(msg.floats).all() else "ACTION with a non-finite value"
+        if msg.type == wire.RESET:
+            doc = msg.doc
+            if not isinstance(doc, dict) or set(doc) - {"seed"}:
+                return f"RESET payload {str(doc)[:80]} is not {{'seed': ...}}"
+            return wire.seed_problem(doc.get("seed"))
+        if msg.type == wire.BYE:
+            return f"BYE with {msg.floats.size} values" if msg.floats.size else None
+        return f"type {msg.type} is not one a controller sends"
 
     def _answer(self, ack: int) -> None:
         doc = {

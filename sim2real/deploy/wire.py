@@ -20,6 +20,10 @@ Exchanges (client = controller, server = robot):
   the client.
 A receiver drops a datagram with a bad magic, version, length or CRC, and one whose seq is not
 newer than the newest it accepted from that sender (late or duplicated after reordering). A robot
+also drops (and counts) a valid datagram whose meaning is wrong: an ACTION whose count is not its
+action count or with a non-finite value, a RESET that is not `{"seed": null | 0..2**63-1}`, a
+HELLO/BYE with a payload, a type a controller does not send, and anything from a second controller
+while the first is active (heard from within a second). A robot
 port needs: a UDP socket, CRC-32, this header, a const DESCRIBE string and two float arrays.
 """
 
@@ -85,11 +89,25 @@ def decode(data: bytes) -> Message:
     if msg_type in TEXT_TYPES:
         try:
             return Message(msg_type, seq, stamp, doc=json.loads(body))
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:  # RecursionError: "[[[[..." nested past the limit
             raise WireError(f"bad JSON payload: {e}") from e
     if msg_type not in (HELLO, STATE, ACTION, BYE):
         raise WireError(f"unknown message type {msg_type}")
     return Message(msg_type, seq, stamp, floats=np.frombuffer(body, "<f4"))
+
+
+MAX_SEED = 2**63 - 1  # a RESET seed is null or an integer 0..MAX_SEED (the log stores int64)
+
+
+def seed_problem(seed: Any) -> str | None:
+    """Why `seed` is not a valid RESET seed, or None when it is."""
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        return f"seed {seed!r} is not an integer"
+    if not 0 <= seed <= MAX_SEED:
+        return f"seed {seed} is outside 0..2**63-1"
+    return None
 
 
 def newer(seq: int, last: int | None) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from sim2real import checks
 from sim2real.stages import EXECUTION_ONLY
 
 
@@ -30,6 +31,22 @@ class StudentConfig:
     # scaled; at deployment it is conditioned on `rtg_quantile` of the training returns
     rtg: bool = False
     rtg_quantile: float = 0.9
+
+    def __post_init__(self) -> None:
+        p = "student"
+        checks.one_of(p, self, "arch", ("transformer", "mlp"))
+        checks.at_least(p, self, 1, ("history", "attn_window", "conv_kernel", "n_layer", "n_head"))
+        checks.at_least(p, self, 1, ("n_embd", "mlp_hidden"))
+        checks.in_range(p, self, "dropout", 0.0, 1.0, high_open=True)
+        checks.in_range(p, self, "rtg_quantile", 0.0, 1.0)
+        if self.n_embd % self.n_head:
+            raise checks.ConfigError(
+                f"student.n_embd={self.n_embd} must be divisible by student.n_head={self.n_head}"
+            )
+        if self.attn_window > self.history:
+            raise checks.ConfigError(
+                f"student.attn_window={self.attn_window} must be <= student.history={self.history}"
+            )
 
 
 @dataclass
@@ -66,3 +83,14 @@ class DistillConfig:
     dagger_steps: int = 400
     dagger_beta: float = 0.5  # β of round 1
     dagger_beta_decay: float = 0.5  # β of round r = dagger_beta · decay^(r-1)
+
+    def __post_init__(self) -> None:
+        p = "distill"
+        checks.at_least(p, self, 0, ("steps", "warmup_steps", "val_every", "eval_every", "eval_episodes"))
+        checks.at_least(p, self, 0, ("checkpoint_every", "threads", "dagger_rounds", "weight_decay"))
+        checks.at_least(p, self, 1, ("batch_size", "log_every", "dagger_episodes", "dagger_steps"))
+        checks.positive(p, self, ("lr", "grad_clip", "ddp_timeout_s"))
+        checks.in_range(p, self, "min_lr_ratio", 0.0, 1.0)
+        checks.in_range(p, self, "val_fraction", 0.0, 1.0, high_open=True)
+        checks.in_range(p, self, "dagger_beta", 0.0, 1.0)
+        checks.in_range(p, self, "dagger_beta_decay", 0.0, 1.0)

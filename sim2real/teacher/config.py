@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from sim2real import checks
+
 
 @dataclass
 class AlgoConfig:
@@ -19,6 +21,10 @@ class AlgoConfig:
     n_envs: int = 1
     normalize_reward: bool = False  # VecNormalize reward scaling during training (the Zoo's `normalize`)
     hyperparams: dict[str, Any] = field(default_factory=dict)
+
+    def check(self, prefix: str) -> None:
+        """Range checks under `prefix` (teacher.ppo, teacher.sac): TeacherConfig runs them."""
+        checks.at_least(prefix, self, 1, ("total_timesteps", "n_envs"))
 
 
 @dataclass
@@ -40,6 +46,17 @@ class TeacherConfig:
     progress: bool = True
     ppo: AlgoConfig = field(default_factory=AlgoConfig)
     sac: AlgoConfig = field(default_factory=lambda: AlgoConfig(total_timesteps=20_000))
+
+    def __post_init__(self) -> None:
+        p = "teacher"
+        checks.one_of(p, self, "algo", ("ppo", "sac"))
+        checks.one_of(p, self, "vec_env", ("auto", "dummy", "subproc"))
+        checks.at_least(p, self, 1, ("total_timesteps", "n_envs"), optional=True)
+        checks.at_least(p, self, 0, ("eval_freq", "checkpoint_freq", "torch_threads"))
+        checks.at_least(p, self, 1, ("eval_episodes",))
+        checks.positive(p, self, ("clip_obs",))
+        self.ppo.check("teacher.ppo")
+        self.sac.check("teacher.sac")
 
     def algo_config(self) -> AlgoConfig:
         if self.algo not in ("ppo", "sac"):

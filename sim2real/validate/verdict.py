@@ -19,17 +19,30 @@ def verdict(export_dir: str | Path, report_path: str | Path) -> tuple[bool, str]
         return False, f"{onnx} does not exist"
     if not report.exists():
         return False, f"no validation report at {report}: run `sim2real validate` first"
-    rep = json.loads(report.read_text())
+    rep = read_report(report)
+    if rep is None:
+        return False, f"{report} is not valid JSON (a garbled report): re-run `sim2real validate`"
     sha = sha256_file(onnx)
     if rep.get("artifact_sha256") != sha:
         return False, (
             f"{onnx} (sha256 {sha[:12]}) is not the artifact {report} validated "
             f"(sha256 {str(rep.get('artifact_sha256'))[:12]}): modified or re-exported since"
         )
-    if not rep.get("gate", {}).get("passed"):
-        failed = [c["name"] for c in rep.get("gate", {}).get("checks", []) if not c.get("passed")]
+    gate = rep.get("gate") if isinstance(rep.get("gate"), dict) else {}
+    if not gate.get("passed"):
+        checks = gate.get("checks") if isinstance(gate.get("checks"), list) else []
+        failed = [str(c.get("name")) for c in checks if isinstance(c, dict) and not c.get("passed")]
         return False, f"validation gate failed for {onnx} ({', '.join(failed) or 'no checks'}); see {report}"
     return True, f"validated by {report}"
+
+
+def read_report(report: Path) -> dict | None:
+    """The report's JSON object, or None when the file is garbled (cut short, not JSON, not an object)."""
+    try:
+        rep = json.loads(report.read_text())
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return rep if isinstance(rep, dict) else None
 
 
 def require_validated(export_dir: str | Path, run_dir: str | Path, force: bool = False) -> dict:

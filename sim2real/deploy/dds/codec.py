@@ -233,6 +233,8 @@ class UnitreeCodec:
         for key, value in idle.items():
             self._cmd.slot(profile.command_fields[key]).set(value)
         self._cmd.set_values(dict(profile.command_defaults))
+        for key in ("q", "dq", "kp", "kd", "tau"):  # driven slots: no stop sentinel beside a torque
+            self._cmd.slot(profile.command_fields[key], self.slots).set(0)
         self._cmd.slot(profile.command_fields["mode"], self.slots).set(profile.enable_mode)
 
     def encode_command(self, q=None, dq=None, kp=None, kd=None, tau=None, mode=None) -> memoryview:

@@ -199,6 +199,16 @@ class RawWriter:
         """Readers matched right now (discovery done)."""
         return _matched(self._writer, True)
 
+    def wait_for_acks(self, timeout_s: float) -> bool:
+        """Block until every matched reliable reader acknowledged what was written (False: timed out);
+        best-effort readers acknowledge nothing, so with only those it returns at once."""
+        from cyclonedds.core import DDSException
+
+        try:
+            return self._writer.wait_for_acks(max(0, int(timeout_s * 1e9)))
+        except DDSException:
+            return False
+
 
 class RawReader:
     """Takes serialized samples of a topic; `take()` returns [(bytes, source timestamp ns), ...],
@@ -217,10 +227,16 @@ class RawReader:
         self._waitset.attach(self._cond)
 
     def take(self) -> list[tuple[bytes, int]]:
+        return [(data, stamp) for data, stamp, _ in self.take_with_writers()]
+
+    def take_with_writers(self) -> list[tuple[bytes, int, int]]:
+        """As `take`, each sample with its writer's publication handle (which commander sent it)."""
         got = self._take(self._ref, self.depth)
         if isinstance(got, int):  # a negative return code: nothing usable
             return []
-        return [(data, info.source_timestamp) for data, info in got if info.valid_data]
+        return [
+            (data, info.source_timestamp, info.publication_handle) for data, info in got if info.valid_data
+        ]
 
     def wait(self, timeout_s: float) -> bool:
         """Block until a sample is there or `timeout_s` passed (the GIL is released meanwhile)."""

@@ -77,6 +77,9 @@ class RobotConfig:
     joint_names: list[str] | None = None  # ros2: JointState names of motors 0, 1, ... (matched by name)
     state_topic: str | None = None  # None: the profile's
     command_topic: str | None = None  # None: the profile's
+    # the stop command's damping [N m s/rad] on the driven motors (q, dq, kp, tau = 0), as the vendor's
+    # unitree_rl_gym `create_damping_cmd` stops a robot; profiles without gains (ros2) repeat the safe action
+    damping_kd: float = 8.0
 
     def motors(self) -> list[int]:
         """Motor slots the mapping uses, sorted: joint j of the codec is slot motors()[j]."""
@@ -198,6 +201,8 @@ def check(cfg: RobotConfig, source: str = "robot mapping") -> RobotConfig:
             raise MappingError(f"{where}: scale must be finite and non-zero, kp and kd >= 0")
     if cfg.connect_timeout <= 0:
         raise MappingError(f"{source}: connect_timeout must be > 0 s, got {cfg.connect_timeout}")
+    if not (math.isfinite(cfg.damping_kd) and cfg.damping_kd >= 0):
+        raise MappingError(f"{source}: damping_kd must be >= 0, got {cfg.damping_kd}")
     return cfg
 
 
@@ -288,6 +293,8 @@ class Converter:
         self.kd = np.zeros(n, np.float32)
         self.kp[self.action_joint] = [a.kp for a in acts]
         self.kd[self.action_joint] = [a.kd for a in acts]
+        self.damping_kd = np.zeros(n, np.float32)  # (n,) the stop command's kd
+        self.damping_kd[self.action_joint] = cfg.damping_kd
         self._q = np.zeros(n, np.float32)
         self._tau = np.zeros(n, np.float32)
 

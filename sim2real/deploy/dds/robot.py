@@ -9,6 +9,11 @@ Link health: `connect()` raises `DdsLinkError` naming domain, interface, topic a
 state arrives within `connect_timeout` (it never hangs); mid-run, `read()` returns None while nothing
 new arrives, so the controller's watchdog holds the safe action and records a fault; states failing
 their CRC are dropped and counted; gaps in the robot's tick counter are counted and logged.
+
+Stopping: `close()` sends the stop command (Unitree: the vendor's damping command; ROS 2: the last,
+safe, command again) STOP_REPEATS times over STOP_SPAN_S, so a best-effort reader that misses one
+still gets it, then waits for reliable readers' acknowledgements before the participant goes: deleting
+it at once could drop the final command and leave the last torque applied.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from sim2real.deploy.dds.profiles import Profile, get_profile
 
 log = logging.getLogger("sim2real.dds")
 READER_DEPTH = 8  # states kept between two reads: a faster robot's intermediate states count for ticks
+STOP_REPEATS, STOP_SPAN_S = 6, 0.05  # the stop command, sent this often over this long (s)
+ACK_TIMEOUT_S = 0.2  # then wait at most this long for reliable readers to acknowledge it
 
 
 @dataclass
@@ -116,6 +123,7 @@ class DdsRobot:
         self.stats = LinkStats()
         self.ticks = TickMonitor(self.stats)
         self._participant: Participant | None = None
+        self._writer = None
         self._pending: dict[str, float] | None = None
 
     def where(self) -> str:
@@ -197,9 +205,38 @@ class DdsRobot:
         else:
             self.stats.send_errors += 1
 
+    def stop_command(self) -> memoryview:
+        """The robot's stop message: with gains in the command (Unitree), damping on the driven motors
+        (q = dq = kp = tau = 0, kd = the mapping's damping_kd, as unitree_rl_gym's `create_damping_cmd`);
+        without (ROS 2), the last command again (the controller sends the safe action last)."""
+        if "kp" not in self.profile.command_fields:
+            return self.codec.encode_command()
+        zero = np.zeros(len(self.conv.motors), np.float32)
+        return self.codec.encode_command(q=zero, dq=zero, kp=zero, kd=self.conv.damping_kd, tau=zero)
+
+    def _send_stop(self) -> None:
+        wire = self.stop_command()
+        for i in range(STOP_REPEATS):
+            if i:
+                time.sleep(STOP_SPAN_S / (STOP_REPEATS - 1))
+            if self._writer.write(wire):
+                self.stats.sent += 1
+            else:
+                self.stats.send_errors += 1
+        self._writer.wait_for_acks(ACK_TIMEOUT_S)
+
     def close(self) -> None:
+        """Send the stop command (when any command was sent), then leave the domain."""
+        if self._participant is not None:
+            try:
+                if self._writer is not None and self.stats.sent:
+                    self._send_stop()
+            finally:
+                self._close_participant()
+
+    def _close_participant(self) -> None:
         if self._participant is not None:
             self._participant.close()
-            self._participant = None
+            self._participant, self._writer = None, None
             if self.stats.states:
                 log.info("dds: link closed: %s", self.stats.summary())

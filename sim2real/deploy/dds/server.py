@@ -7,12 +7,18 @@ each tick the held command becomes a joint torque, tau + kp·(q* − q) + kd·(d
 published (a motor whose mode is not the profile's enable value gives none), divided by `effort_scale`
 (N m per unit of the simulator's action; the actuator gear for MuJoCo) and clipped to [-1, 1]. The
 published joint and IMU fields are those that give the robot's readings under the mapping (inverse map).
+
+Every command is checked for meaning before it is applied, not only its CRC: one that does not decode
+(wrong size, wrong encoding, another type's bytes on the topic), carries a non-finite value or a
+negative gain is dropped and counted (`bad_messages`); so is one from a second commander while the
+first was heard within TAKEOVER_S (`second_commander`). The server keeps serving.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -25,6 +31,8 @@ from sim2real.deploy.dds.profiles import get_profile
 from sim2real.deploy.dds.robot import READER_DEPTH, codec_for
 
 log = logging.getLogger("sim2real.dds")
+TAKEOVER_S = 1.0  # another writer's commands are taken once the current commander is silent this long
+_UNDECODABLE = (ValueError, struct.error, IndexError, OverflowError)
 
 
 @dataclass
@@ -32,7 +40,8 @@ class ServerStats:
     ticks: int = 0  # states published
     commands: int = 0  # valid commands received
     crc_errors: int = 0  # commands dropped: CRC mismatch
-    bad_messages: int = 0  # commands dropped: wrong size or encoding
+    bad_messages: int = 0  # commands dropped: wrong size or encoding, non-finite values, negative gains
+    second_commander: int = 0  # commands dropped: from another writer while the commander is active
     idle_ticks: int = 0  # ticks after the first command without a new one (command held)
     overruns: int = 0  # ticks that finished after the next tick's deadline
     episode_returns: list[float] = field(default_factory=list)
@@ -40,7 +49,8 @@ class ServerStats:
     def summary(self) -> str:
         return (
             f"{self.ticks} states published, {self.commands} commands applied, {self.crc_errors} CRC "
-            f"errors, {self.bad_messages} malformed, {self.idle_ticks} ticks without a new command, "
+            f"errors, {self.bad_messages} malformed, {self.second_commander} from a second commander, "
+            f"{self.idle_ticks} ticks without a new command, "
             f"{self.overruns} overruns, {len(self.episode_returns)} episodes ended"
         )
 
@@ -65,6 +75,8 @@ class DdsRobotServer:
         self._joints: dict[str, np.ndarray] | None = None
         self._return = 0.0
         self._participant: Participant | None = None
+        self._commander: int | None = None  # publication handle of the writer being obeyed
+        self._commander_heard = 0.0
 
     def open(self) -> DdsRobotServer:
         state_t, cmd_t = self.profile.idl_types()
@@ -121,18 +133,40 @@ class DdsRobotServer:
 
     def _take_command(self):
         newest = None
-        for data, _ in self._reader.take():
-            try:
-                cmd = self.codec.decode_command(data)
-            except ValueError:
-                self.stats.bad_messages += 1
+        for data, _, writer in self._reader.take_with_writers():
+            cmd = self._decode(data)
+            if cmd is None:
                 continue
-            if not cmd.crc_ok:
-                self.stats.crc_errors += 1
+            if not self._obeys(writer):
+                self.stats.second_commander += 1
                 continue
             self.stats.commands += 1
             newest = cmd
         return newest
+
+    def _decode(self, data):
+        """The command in `data`, or None (counted) when it is not one to apply."""
+        try:
+            cmd = self.codec.decode_command(data)
+        except _UNDECODABLE:
+            self.stats.bad_messages += 1
+            return None
+        if not cmd.crc_ok:
+            self.stats.crc_errors += 1
+            return None
+        values = np.concatenate([cmd.q, cmd.dq, cmd.kp, cmd.kd, cmd.tau]).astype(np.float64)
+        if not np.isfinite(values).all() or (cmd.kp < 0).any() or (cmd.kd < 0).any():
+            self.stats.bad_messages += 1
+            return None
+        return cmd
+
+    def _obeys(self, writer: int) -> bool:
+        """One commander at a time: another writer takes over only after TAKEOVER_S of silence."""
+        now = time.monotonic()
+        if writer != self._commander and now - self._commander_heard < TAKEOVER_S:
+            return False
+        self._commander, self._commander_heard = writer, now
+        return True
 
     def _step(self, cmd) -> None:
         j = self._joints
