@@ -229,6 +229,11 @@ def run(cfg: Config) -> None:
                     tally.summary(rollout), episodes=store.num_episodes, steps=store.num_steps
                 )
                 srun.outputs[out.name] = sha256_tree(out)
+    except OSError as e:  # a full disk or a store made read-only mid-run: committed episodes stay
+        raise UserError(
+            f"collect: cannot write {out} ({e.strerror or e}); the episodes committed so far are kept: "
+            "free space (or fix permissions), then rerun with collect.resume=true"
+        ) from e
     finally:
         if venv is not None:
             venv.close()
