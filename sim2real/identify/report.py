@@ -95,12 +95,16 @@ def markdown(rep: dict[str, Any], figures: list[str]) -> str:
     truth = rep.get("true_dynamics") or {}
     lines += [
         f"| latency_steps | {rep['latency_steps']} | search 0..{len(rep['cost_by_latency']) - 1} | yes | "
-        f"{truth.get('latency_steps', '-')} |",
+        f"{_num(truth.get('latency_steps'))} |",
         f"| obs_noise_scale | {rep['obs_noise_scale']:.3f} | residual std | yes | "
-        f"{truth.get('obs_noise_scale', '-')} |",
+        f"{_num(truth.get('obs_noise_scale'))} |",
         "",
         f"Re-centred ranges: `{rep['ranges_file']}` (use `task.randomization={rep['ranges_file']}`).",
         "",
         *[f"![{Path(f).stem}]({Path(f).name})" for f in figures],
     ]
     return "\n".join(lines) + "\n"
+
+
+def _num(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3g}"
