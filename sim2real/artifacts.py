@@ -99,17 +99,11 @@ class RunLayout:
 
     def stage(self, stage: str) -> Path:
         """Output directory (or store) of a pipeline stage, by its command name."""
-        return getattr(self, STAGE_OUTPUTS[stage])
+        from sim2real.stages import STAGES
+
+        return getattr(self, STAGES[stage].output)
 
 
-# command -> the RunLayout attribute of what it writes
-STAGE_OUTPUTS = {
-    "train-teacher": "teacher",
-    "collect": "demos",
-    "distill": "student",
-    "export": "export",
-    "validate": "validation",
-}
 _LIBS = ("torch", "mujoco", "gymnasium", "stable-baselines3", "zarr", "hydra-core", "numpy", "onnxruntime")
 
 

@@ -162,6 +162,25 @@ class StoreSpec:
         return None
 
 
+def append_rows(arr, values: np.ndarray) -> None:
+    """Write rows past the end, then publish the new length (zarr's own append publishes the length
+    first: a reader could see rows of fill values)."""
+    n = arr.shape[0]
+    new_shape = (n + len(values), *arr.shape[1:])
+    inner = getattr(arr, "_async_array", None)  # zarr 3.1: grow the in-memory shape only
+    if inner is None or not hasattr(inner.metadata, "update_shape"):  # pragma: no cover - other zarr
+        arr.append(values, axis=0)
+        return
+    old = inner.metadata
+    object.__setattr__(inner, "metadata", old.update_shape(new_shape))
+    try:
+        arr[n:] = values
+    except BaseException:
+        object.__setattr__(inner, "metadata", old)
+        raise
+    arr.resize(new_shape)
+
+
 def chunk_rows(trailing: tuple[int, ...], dtype: str) -> int:
     """Rows per chunk so that one chunk holds at least CHUNK_BYTES uncompressed."""
     row_bytes = max(1, math.prod(trailing)) * np.dtype(dtype).itemsize

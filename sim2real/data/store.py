@@ -29,6 +29,7 @@ from sim2real.data.schema import (
     SCHEMA_VERSION,
     Episode,
     StoreSpec,
+    append_rows,
     chunk_rows,
 )
 from sim2real.errors import UserError
@@ -41,21 +42,6 @@ _FILL = {"f4": float("nan"), "i4": -1, "i8": -1, "bool": False}
 def _json(obj: Any) -> Any:
     """Plain JSON types (numpy scalars and paths become numbers and strings)."""
     return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
-
-
-def _append_rows(arr: zarr.Array, values: np.ndarray) -> None:
-    """Write rows past the end, then publish the new length: no reader ever sees unwritten rows."""
-    n = arr.shape[0]
-    new_shape = (n + len(values), *arr.shape[1:])
-    inner = arr._async_array  # zarr 3.1: grow the in-memory shape only; resize() below persists it
-    old = inner.metadata
-    object.__setattr__(inner, "metadata", old.update_shape(new_shape))
-    try:
-        arr[n:] = values
-    except BaseException:
-        object.__setattr__(inner, "metadata", old)
-        raise
-    arr.resize(new_shape)
 
 
 def stored_path(path: str | Path) -> Path:
@@ -94,7 +80,8 @@ class DemoStore:
             except KeyError:
                 raise UserError(f"{path}: missing array {name}") from None
             if name == "meta/episode_ends":
-                self._ends = np.asarray(group[name][:], dtype=np.int64)
+                # the array just opened: a second `group[name]` may see a later commit's longer shape
+                self._ends = np.asarray(self._arrays["episode_ends"][:], dtype=np.int64)
         if lock is None:  # a reader: source table as of now, so it names every committed episode's source
             self._group = zarr.open_group(path, mode="r", zarr_format=3)
 
@@ -310,9 +297,9 @@ class DemoStore:
             "episode_ends": self.num_steps + np.cumsum([e.length for e in eps], dtype=np.int64),
         }
         for name, values in rows.items():
-            _append_rows(self._arrays[name], values)
+            append_rows(self._arrays[name], values)
         for name in META_ARRAYS:  # episode_ends is last: the commit
-            _append_rows(self._arrays[name], meta[name].astype(META_ARRAYS[name]))
+            append_rows(self._arrays[name], meta[name].astype(META_ARRAYS[name]))
         self._ends = np.concatenate([self._ends, meta["episode_ends"]])
 
 

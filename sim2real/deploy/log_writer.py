@@ -33,6 +33,8 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from sim2real.data.schema import append_rows
+
 # the child loads this file alone (not the sim2real.deploy package, whose imports it does not need)
 _ENTRY = (
     "import importlib.util as u, sys; s = u.spec_from_file_location('sim2real_log_writer', sys.argv[1]); "
@@ -175,25 +177,6 @@ def _unfinished(root) -> list[int]:
 
 def _set_unfinished(root, indices: list[int]) -> None:
     root.attrs["deploy"] = {**dict(root.attrs.get("deploy", {})), UNFINISHED: indices}
-
-
-def append_rows(arr, values: np.ndarray) -> None:
-    """Write rows past the end, then publish the new length (zarr's own append publishes the length
-    first: a reader could see rows of fill values)."""
-    n = arr.shape[0]
-    new_shape = (n + len(values), *arr.shape[1:])
-    inner = getattr(arr, "_async_array", None)  # zarr 3.1: grow the in-memory shape only
-    if inner is None or not hasattr(inner.metadata, "update_shape"):  # pragma: no cover - other zarr
-        arr.append(values, axis=0)
-        return
-    old = inner.metadata
-    object.__setattr__(inner, "metadata", old.update_shape(new_shape))
-    try:
-        arr[n:] = values
-    except BaseException:
-        object.__setattr__(inner, "metadata", old)
-        raise
-    arr.resize(new_shape)
 
 
 def _leave_cpus(avoid: str) -> None:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
 from envs import parameters
-from sim2real.identify.fit import FitResult
+
+if TYPE_CHECKING:
+    from sim2real.identify.fit import FitResult
 
 
 def recentred(

@@ -61,11 +61,12 @@ class TaskSim:
         mujoco.mj_forward(self.model, d)
         return self.sensors.features(self._read().copy())
 
-    def state_vector(self, model: mujoco.MjModel, qpos: np.ndarray, qvel: np.ndarray) -> np.ndarray:
-        d = mujoco.MjData(model)
-        d.qpos[:], d.qvel[:] = qpos, qvel
-        out = np.empty(mujoco.mj_stateSize(model, STATE))
-        mujoco.mj_getState(model, d, out, STATE)
+    def state_vector(self, qpos: np.ndarray, qvel: np.ndarray) -> np.ndarray:
+        """The rollout's initial state of (qpos, qvel): its layout does not depend on the parameters."""
+        d = self._data
+        d.qpos[:], d.qvel[:], d.time = qpos, qvel, 0.0
+        out = np.empty(mujoco.mj_stateSize(self.model, STATE))
+        mujoco.mj_getState(self.model, d, out, STATE)
         return out
 
     def predict(
@@ -76,13 +77,11 @@ class TaskSim:
     ) -> np.ndarray:
         """Predicted features after each control step.
 
-        models: one per rollout (B,); starts (B, 2, nq|nv) padded: [qpos (nq), qvel (nv)] per rollout
-        as a flat (B, nq + nv) array; actions (B, K-1, nu) -> features (B, K, F), row 0 at the start.
+        models: one per rollout (B,); starts (B, nq + nv): [qpos, qvel] of each rollout's first step;
+        actions (B, K-1, nu) -> features (B, K, F), row 0 at the start.
         """
         b, k1, _ = actions.shape
-        init = np.stack(
-            [self.state_vector(m, s[: self.nq], s[self.nq :]) for m, s in zip(models, starts, strict=True)]
-        )
+        init = np.stack([self.state_vector(s[: self.nq], s[self.nq :]) for s in starts])
         control = np.repeat(actions, self.frame_skip, axis=1)  # (B, (K-1)·fs, nu)
         datas = [mujoco.MjData(models[0]) for _ in range(self._n_threads)]
         states, _ = rollout.rollout(list(models), datas, init, control)  # (B, (K-1)·fs, nstate)
