@@ -7,10 +7,12 @@ evaluations and checkpoints included; "wall s" is the whole stage after imports 
 training, publishing, final evaluation). Returns are of the published teacher loaded back with
 `load_teacher`, over `--eval-episodes` fresh seeds, mean ± std. Reference rows: the scripted
 controller (pendulum) and, with `--reference-zip`, a published SB3 zip acting on the Gymnasium slice.
-`--env-rate` also prints raw randomized-env stepping rates of DummyVecEnv vs SubprocVecEnv.
+`--baseline-teacher NAME` trains a second teacher with `teacher=NAME` (for example `hopper_zoo`, the
+previous default) in the same run, so the two rates are measured on the same machine state.
+`--env-rate` also prints raw randomized-env stepping rates of the batched, Dummy and Subproc VecEnvs.
 
     python benchmarks/teacher.py --task pendulum
-    python benchmarks/teacher.py --task hopper --timesteps 20000 --n-envs 1
+    python benchmarks/teacher.py --task hopper --baseline-teacher hopper_zoo --baseline-timesteps 100000
     python benchmarks/teacher.py --task hopper --timesteps 1000000 \
         --reference-zip ../shared/experts/sac_Hopper.zip
 """
@@ -28,6 +30,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from envs import batched
 from sim2real.cli import CONF_DIR
 from sim2real.config import Config, register
 from sim2real.teacher.config import ExpertConfig
@@ -35,18 +38,23 @@ from sim2real.teacher.evaluate import ExpertEvaluator
 from sim2real.teacher.experts import load_expert
 from sim2real.teacher.policy import load_teacher
 from sim2real.teacher.train import train
-from sim2real.teacher.vec import make_training_env
+from sim2real.teacher.vec import make_training_env, resolve_vec_kind
 
 EVAL_SEED = 7_000_000  # unseen by training (seeds 0..) and by its evaluations (1_000_000..)
 
 
-def config(args: argparse.Namespace, run_dir: str) -> Config:
+def config(args: argparse.Namespace, run_dir: str, teacher: str | None = None) -> Config:
     overrides = [f"task={args.task}", f"run_dir={run_dir}", "logger=none", f"seed={args.seed}"]
-    for key, value in (("algo", args.algo), ("total_timesteps", args.timesteps), ("n_envs", args.n_envs)):
-        if value is not None:
-            overrides.append(f"teacher.{key}={value}")
-    if args.vec_env:
-        overrides.append(f"teacher.vec_env={args.vec_env}")
+    if teacher is not None:  # the baseline: its own config as written, only the budget may be cut
+        overrides += [f"teacher={teacher}"]
+        if args.baseline_timesteps is not None:
+            overrides.append(f"teacher.total_timesteps={args.baseline_timesteps}")
+    else:
+        for key, value in (("algo", args.algo), ("total_timesteps", args.timesteps), ("n_envs", args.n_envs)):
+            if value is not None:
+                overrides.append(f"teacher.{key}={value}")
+        if args.vec_env:
+            overrides.append(f"teacher.vec_env={args.vec_env}")
     register()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return OmegaConf.to_object(compose("config", overrides=overrides))
@@ -81,54 +89,68 @@ def main() -> None:
     p.add_argument("--algo", choices=("ppo", "sac"), help="default: the task's conf/teacher/<task>.yaml")
     p.add_argument("--timesteps", type=int, help="default: the task's budget")
     p.add_argument("--n-envs", type=int)
-    p.add_argument("--vec-env", choices=("auto", "dummy", "subproc"))
+    p.add_argument("--vec-env", choices=("auto", "batch", "dummy", "subproc"))
+    p.add_argument("--baseline-teacher", help="also train with teacher=NAME (e.g. hopper_zoo), same run")
+    p.add_argument("--baseline-timesteps", type=int, help="budget of the baseline (default: its config's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-episodes", type=int, default=20)
     p.add_argument("--reference-zip", help="a published SB3 zip for the task's Gymnasium env (reference row)")
     p.add_argument(
-        "--env-rate", action="store_true", help="also time raw DummyVecEnv vs SubprocVecEnv stepping"
+        "--env-rate", action="store_true", help="also time raw batched, Dummy and Subproc VecEnv stepping"
     )
     p.add_argument("--keep", help="run dir to keep (default: a temporary one)")
     args = p.parse_args()
     torch.set_num_threads(1)
 
-    with tempfile.TemporaryDirectory(prefix="s2r-bench-teacher-") as tmp:
-        run_dir = args.keep or tmp
-        cfg = config(args, run_dir)
-        tc = cfg.teacher
-        start = time.perf_counter()
-        summary = train(cfg, Path(run_dir) / "teacher").summary
-        wall = time.perf_counter() - start
-        teacher = load_teacher(Path(run_dir) / "teacher")
-        rows = [(f"{teacher.name} ({tc.algo}, kept {summary['checkpoint']} @ {summary['checkpoint_step']})",)]
-        rows[0] += returns(teacher, cfg, args.eval_episodes)
-        if cfg.task.name == "pendulum":
-            rows.append(
-                (
-                    "scripted:pendulum (reference)",
-                    *returns(load_expert(ExpertConfig("scripted"), "", "pendulum"), cfg, args.eval_episodes),
-                )
+    runs = [(args.task, None)] + (
+        [(args.baseline_teacher, args.baseline_teacher)] if args.baseline_teacher else []
+    )
+    train_rows, rows = [], []
+    for label, teacher_name in runs:
+        with tempfile.TemporaryDirectory(prefix="s2r-bench-teacher-") as tmp:
+            run_dir = args.keep if (args.keep and teacher_name is None) else tmp
+            cfg = config(args, run_dir, teacher_name)
+            tc = cfg.teacher
+            start = time.perf_counter()
+            summary = train(cfg, Path(run_dir) / "teacher").summary
+            wall = time.perf_counter() - start
+            teacher = load_teacher(Path(run_dir) / "teacher")
+            kind = resolve_vec_kind(tc.vec_env, tc.num_envs(), cfg.task.name)
+            train_rows.append(
+                f"| teacher={label} | {tc.algo} | {tc.num_envs()} ({kind}) | {summary['num_timesteps']} | "
+                f"{wall:.1f} | {summary['steps_per_second']:.0f} |"
             )
-        if args.reference_zip:
-            zexp = load_expert(ExpertConfig("sb3_zip", args.reference_zip), "", cfg.task.name)
-            rows.append((f"{zexp.name} (reference)", *returns(zexp, cfg, args.eval_episodes)))
+            kept = f"kept {summary['checkpoint']} @ {summary['checkpoint_step']}"
+            rows.append((f"teacher={label} ({tc.algo}, {summary['num_timesteps']} steps, {kept})",))
+            rows[-1] += returns(teacher, cfg, args.eval_episodes)
+    cfg = config(args, "unused")
+    if cfg.task.name == "pendulum":
+        rows.append(
+            (
+                "scripted:pendulum (reference)",
+                *returns(load_expert(ExpertConfig("scripted"), "", "pendulum"), cfg, args.eval_episodes),
+            )
+        )
+    if args.reference_zip:
+        zexp = load_expert(ExpertConfig("sb3_zip", args.reference_zip), "", cfg.task.name)
+        rows.append((f"{zexp.name} (reference)", *returns(zexp, cfg, args.eval_episodes)))
 
     print(
-        f"\nteacher benchmark: task {cfg.task.name}, {tc.algo}, {summary['num_timesteps']} env steps, "
-        f"n_envs {tc.num_envs()} ({tc.vec_env}), {os.cpu_count()} CPU cores, torch threads 1, seed {cfg.seed}"
+        f"\nteacher benchmark: task {cfg.task.name}, {os.cpu_count()} CPU cores, torch threads 1, "
+        f"seed {cfg.seed}"
     )
-    print(
-        f"| training | wall s (stage) | env steps/s (learn) |\n|---|---|---|\n"
-        f"| {summary['num_timesteps']} steps | {wall:.1f} | {summary['steps_per_second']:.0f} |\n"
-    )
+    print("| config | algo | envs (vec) | env steps | wall s (stage) | env steps/s (learn) |")
+    print("|---|---|---|---|---|---|")
+    print("\n".join(train_rows) + "\n")
     print(f"| policy | return, training randomization ({args.eval_episodes} ep) | return, nominal dynamics |")
     print("|---|---|---|")
     for name, rand, nom in rows:
         print(f"| {name} | {rand} | {nom} |")
     if args.env_rate:
-        n = tc.num_envs() if tc.num_envs() > 1 else 4
+        n = cfg.teacher.num_envs() if cfg.teacher.num_envs() > 1 else 4
         print(f"\nraw randomized env stepping, {n} envs, random actions (steps/s):")
-        for kind in ("dummy", "subproc"):
+        kinds = ("batch", "dummy", "subproc") if batched.supports(cfg.task.name) else ("dummy", "subproc")
+        for kind in kinds:
             print(f"  {kind:8s} {env_rate(cfg, kind, n):8.0f}")
 
 

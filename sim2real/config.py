@@ -14,6 +14,7 @@ from sim2real.data.config import CollectConfig, ImportConfig
 from sim2real.deploy.config import DeployConfig
 from sim2real.deploy.dds.mapping import RobotConfig
 from sim2real.identify.config import IdentifyConfig
+from sim2real.release import ReleaseConfig
 from sim2real.student.config import DistillConfig, StudentConfig
 from sim2real.teacher.config import ExpertConfig, TeacherConfig
 from sim2real.validate.config import ValidateConfig
@@ -92,6 +93,7 @@ class Config:
     importer: ImportConfig = field(default_factory=ImportConfig)  # `sim2real import source=...`
     inspect: InspectConfig = field(default_factory=InspectConfig)  # `sim2real inspect steps=N`
     identify: IdentifyConfig = field(default_factory=IdentifyConfig)  # `sim2real identify log=PATH.zarr`
+    release: ReleaseConfig = field(default_factory=ReleaseConfig)  # `sim2real release run_dir=R`
 
 
 def register() -> None:

@@ -61,6 +61,9 @@ STAGES: dict[str, Stage] = {
     "identify": Stage(
         "sim2real.identify.stage:run", "log=PATH.zarr: fit dynamics to a deployment log; re-centred ranges"
     ),
+    "release": Stage(
+        "sim2real.release:run", "copy a validated export to release/<task>/ with its report and manifest"
+    ),
     "deploy": Stage("sim2real.deploy.cli:run", "run the controller against a robot (sim, udp or dds)"),
     "robot-sim": Stage("sim2real.deploy.robot_sim:run", "serve a MuJoCo robot over UDP (or transport=dds)"),
     "pipeline": Stage("sim2real.pipeline:run", "teacher -> collect -> distill -> export -> validate"),

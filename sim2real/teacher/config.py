@@ -34,7 +34,9 @@ class TeacherConfig:
     algo: str = "ppo"  # ppo | sac
     total_timesteps: int | None = None  # None: the algo block's budget
     n_envs: int | None = None  # None: the algo block's
-    vec_env: str = "auto"  # auto | dummy | subproc (auto: subprocesses when n_envs > 1 and cores allow)
+    # auto | batch | dummy | subproc. auto: batch (mujoco.batch, one call steps every env) where the task
+    # has batched rules (hopper, walker2d, halfcheetah), else subprocesses when n_envs > 1 and cores allow
+    vec_env: str = "auto"
     normalize_obs: bool = True  # VecNormalize obs statistics, saved and applied inside the loaded teacher
     clip_obs: float = 10.0
     eval_freq: int = 10_000  # env steps between evaluations under randomization (0: only at the end)
@@ -50,7 +52,7 @@ class TeacherConfig:
     def __post_init__(self) -> None:
         p = "teacher"
         checks.one_of(p, self, "algo", ("ppo", "sac"))
-        checks.one_of(p, self, "vec_env", ("auto", "dummy", "subproc"))
+        checks.one_of(p, self, "vec_env", ("auto", "batch", "dummy", "subproc"))
         checks.at_least(p, self, 1, ("total_timesteps", "n_envs"), optional=True)
         checks.at_least(p, self, 0, ("eval_freq", "checkpoint_freq", "torch_threads"))
         checks.at_least(p, self, 1, ("eval_episodes",))

@@ -1,4 +1,9 @@
-"""Vectorized randomized training envs that expose only `obs["privileged"]` to SB3."""
+"""Vectorized randomized training envs that expose only `obs["privileged"]` to SB3.
+
+`batch` (the default where the task has batched rules, see `envs.batched`) steps every env in one
+`mujoco.batch` call on a thread pool; `dummy` steps Gymnasium envs one by one in this process,
+`subproc` in worker processes.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +14,12 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecMonitor
+from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
 
 import envs
+from envs import batched
 
-VEC_KINDS = ("auto", "dummy", "subproc")
+VEC_KINDS = ("auto", "batch", "dummy", "subproc")
 # below this many usable cores, worker processes only add IPC cost (measured: benchmarks/teacher.py)
 SUBPROC_MIN_CORES = 4
 
@@ -38,20 +45,84 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def resolve_vec_kind(kind: str, n_envs: int) -> str:
+def resolve_vec_kind(kind: str, n_envs: int, task: str) -> str:
     if kind not in VEC_KINDS:
         raise ValueError(f"teacher.vec_env={kind!r}: expected one of {', '.join(VEC_KINDS)}")
     if kind == "auto":
+        if batched.supports(task):
+            return "batch"
         return "subproc" if n_envs > 1 and usable_cores() >= SUBPROC_MIN_CORES else "dummy"
+    if kind == "batch" and not batched.supports(task):
+        raise ValueError(
+            f"teacher.vec_env=batch: task {task!r} has no batched simulation "
+            f"(batched: {', '.join(batched.BATCHED)}); use auto, dummy or subproc"
+        )
     return kind
 
 
 def make_training_env(task: str, ranges: dict[str, Any], n_envs: int, kind: str, seed: int) -> VecEnv:
     """`n_envs` randomized envs (env i seeded `seed + i`), with episode statistics for SB3's logs."""
     factory = functools.partial(make_privileged_env, task, ranges)
-    if resolve_vec_kind(kind, n_envs) == "subproc":
-        venv: VecEnv = SubprocVecEnv([factory] * n_envs)
+    kind = resolve_vec_kind(kind, n_envs, task)
+    if kind == "batch":
+        venv: VecEnv = BatchedVecEnv(task, ranges, n_envs)
+    elif kind == "subproc":
+        venv = SubprocVecEnv([factory] * n_envs)
     else:
         venv = DummyVecEnv([factory] * n_envs)
     venv.seed(seed)
     return VecMonitor(venv)
+
+
+class BatchedVecEnv(VecEnv):
+    """SB3 VecEnv over `envs.batched.BatchedTask`: privileged observations, auto-reset as DummyVecEnv.
+
+    Env i's first episode is seeded `seed + i` by `seed()`, later ones continue its stream, as a
+    seeded DummyVecEnv of single envs does; terminal observations and `TimeLimit.truncated` are in
+    the infos where SB3 looks for them.
+    """
+
+    def __init__(self, task: str, ranges: dict[str, Any] | None, n_envs: int, nthread: int = 0):
+        self.sim = batched.BatchedTask(task, n_envs, ranges, nthread=nthread or usable_cores())
+        obs_space = gym.spaces.Box(-np.inf, np.inf, shape=(self.sim.obs_dim,), dtype=np.float32)
+        act_space = gym.spaces.Box(-1.0, 1.0, shape=(self.sim.nu,), dtype=np.float32)
+        super().__init__(n_envs, obs_space, act_space)
+        self._actions = np.zeros((n_envs, self.sim.nu))
+
+    def reset(self) -> VecEnvObs:
+        self.sim.reset(np.arange(self.num_envs), seeds=self._seeds)
+        self._reset_seeds()
+        self.reset_infos = [{"dynamics": d.copy()} for d in self.sim.dynamics]
+        return self.sim.observe()
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._actions = actions  # (n, nu)
+
+    def step_wait(self) -> VecEnvStepReturn:
+        obs, reward, terminated, truncated = self.sim.step(self._actions)
+        done = terminated | truncated
+        infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
+        ended = np.flatnonzero(done)
+        for i in ended:
+            infos[i]["terminal_observation"] = obs[i].copy()
+            infos[i]["TimeLimit.truncated"] = bool(truncated[i] and not terminated[i])
+        if ended.size:
+            self.sim.reset(ended)
+            obs[ended] = self.sim.observe()[ended]
+        return obs, reward.astype(np.float32), done, infos
+
+    def close(self) -> None:
+        pass  # the batch's threads end with it
+
+    def get_attr(self, attr_name: str, indices: Any = None) -> list[Any]:
+        value = getattr(self.sim, attr_name)
+        return [value for _ in self._get_indices(indices)]
+
+    def set_attr(self, attr_name: str, value: Any, indices: Any = None) -> None:
+        raise AttributeError(f"BatchedVecEnv: cannot set {attr_name!r} on batched simulations")
+
+    def env_method(self, method_name: str, *args: Any, indices: Any = None, **kwargs: Any) -> list[Any]:
+        raise AttributeError(f"BatchedVecEnv: its simulations have no env method {method_name!r}")
+
+    def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: Any = None) -> list[bool]:
+        return [False for _ in self._get_indices(indices)]

@@ -45,9 +45,16 @@ def read_report(report: Path) -> dict | None:
     return rep if isinstance(rep, dict) else None
 
 
+def report_path(export_dir: str | Path, run_dir: str | Path) -> Path:
+    """The run's `validation/report.json`; for a release folder (`release/<task>`, the export and its
+    report side by side) the one inside the export dir."""
+    own = RunLayout(export_dir).report
+    return own if own.exists() and not RunLayout(run_dir).report.exists() else RunLayout(run_dir).report
+
+
 def require_validated(export_dir: str | Path, run_dir: str | Path, force: bool = False) -> dict:
     """Raise NotValidated unless cleared or forced; the returned record goes into the deployment log."""
-    report = RunLayout(run_dir).report
+    report = report_path(export_dir, run_dir)
     cleared, reason = verdict(export_dir, report)
     if not cleared and not force:
         raise NotValidated(f"{reason} (deploy.force=true overrides, and is recorded)")

@@ -1,0 +1,75 @@
+"""`sim2real release run_dir=R`: copy a validated artifact into `release/<task>/` for users to deploy.
+
+A release is what a user runs without training: `policy.onnx` and `policy.json` from `R/export/`, the
+validation report that cleared that very file (`validation/report.json`, `report.md`, figures), and
+`manifest.json` naming the command, seed, commit and config that made it. Only an artifact whose
+report passed its gate is released; the folder is written next to its final place and renamed in,
+so a stopped release never leaves half a folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from sim2real.artifacts import POLICY_JSON, POLICY_ONNX, RunLayout, git_sha, sha256_file, utc_now
+from sim2real.errors import UserError
+from sim2real.validate.verdict import verdict
+
+MAX_BYTES = 5 * 1024 * 1024  # a release lives in git: keep each folder small
+MANIFEST = "manifest.json"
+
+
+@dataclasses.dataclass
+class ReleaseConfig:
+    """`sim2real release`: where the run's validated export goes (`release/<task>` by default)."""
+
+    out: str | None = None
+    command: str | None = None  # the command that made the run, recorded in the manifest
+
+
+def release(run_dir: str | Path, out: str | Path, task: str, seed: int, config: dict, command: str) -> Path:
+    """Copy the cleared export of `run_dir` to `out`; returns `out`. UserError if it is not cleared."""
+    layout = RunLayout(run_dir)
+    cleared, reason = verdict(layout.export, layout.report)
+    if not cleared:
+        raise UserError(f"not released: {reason}")
+    out = Path(out)
+    tmp = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name in (POLICY_ONNX, POLICY_JSON):
+        shutil.copy2(layout.export / name, tmp / name)
+    shutil.copytree(layout.validation, tmp / "validation")
+    report = json.loads(layout.report.read_text())
+    manifest = {
+        "task": task,
+        "command": command,
+        "seed": seed,
+        "commit": git_sha(),
+        "created": utc_now(),
+        "artifact_sha256": sha256_file(tmp / POLICY_ONNX),
+        "gate": report.get("gate", {}).get("passed"),
+        "train_ratio": report.get("metrics", {}).get("train", {}).get("ratio"),
+        "config": config,
+    }
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+    size = sum(p.stat().st_size for p in tmp.rglob("*") if p.is_file())
+    if size > MAX_BYTES:
+        shutil.rmtree(tmp)
+        mb, limit = size / 2**20, MAX_BYTES / 2**20
+        raise UserError(f"not released: {mb:.1f} MB is over the {limit:.0f} MB a release may take")
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return out
+
+
+def run(cfg) -> None:
+    out = cfg.release.out or str(Path("release") / cfg.task.name)
+    command = cfg.release.command or " ".join(["sim2real", *sys.argv[1:]])
+    path = release(cfg.run_dir, out, cfg.task.name, cfg.seed, dataclasses.asdict(cfg), command)
+    print(f"released {RunLayout(cfg.run_dir).policy_onnx} -> {path}")

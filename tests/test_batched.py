@@ -1,0 +1,85 @@
+"""The batched simulation (`envs.batched`, mujoco.batch) against the single env it stands in for."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+import envs
+from envs.batched import BatchedTask
+from sim2real.teacher.vec import BatchedVecEnv, make_privileged_env, make_training_env
+
+
+@pytest.mark.parametrize("task", ["hopper", "walker2d", "halfcheetah"])
+def test_batched_env_matches_the_single_env_step_for_step(task):
+    n, steps = 3, 150
+    batch = BatchedTask(task, n, nthread=2)
+    singles = [gym.make(envs.env_id(task)) for _ in range(n)]
+    batch.reset(range(n), seeds=[10 + i for i in range(n)])
+    first = np.stack([s.reset(seed=10 + i)[0]["privileged"] for i, s in enumerate(singles)])
+    np.testing.assert_array_equal(batch.observe(), first)
+    rng, ended = np.random.default_rng(0), 0
+    for _ in range(steps):
+        actions = rng.uniform(-1.5, 1.5, (n, batch.nu))  # past the limits: both clip
+        obs, reward, terminated, truncated = batch.step(actions)
+        for i, single in enumerate(singles):
+            s_obs, s_rew, s_term, s_trunc, info = single.step(actions[i])
+            np.testing.assert_array_equal(obs[i], s_obs["privileged"])
+            assert reward[i] == s_rew and terminated[i] == s_term and truncated[i] == s_trunc
+            assert batch.dynamics[i] == info["dynamics"]
+            if s_term or s_trunc:  # unseeded resets continue each one's random stream
+                ended += 1
+                s_first = single.reset()[0]["privileged"]
+                batch.reset([i])
+                np.testing.assert_array_equal(batch.observe()[i], s_first)
+    if task != "halfcheetah":
+        assert ended > 0  # random actions fell: resets were compared too
+
+
+def test_per_episode_randomization_differs_across_simulations_and_does_not_compound():
+    batch = BatchedTask("hopper", 4, nthread=1)
+    nominal = batch.batch.get_model(0).body_mass.copy()
+    batch.reset(range(4), seeds=range(4))
+    scales = [d["mass_scale"] for d in batch.dynamics]
+    assert len(set(scales)) == 4
+    for _ in range(3):  # reset again and again with a fixed value: written from nominal, never compounded
+        batch.reset(range(4), overrides={"mass_scale": 1.1})
+    for i in range(4):
+        np.testing.assert_allclose(batch.batch.get_model(i).body_mass, nominal * 1.1)
+    fixed = BatchedTask("hopper", 2, {"mass_scale": [0.5, 0.5]}, nthread=1)
+    fixed.reset([0, 1], seeds=[0, 1])
+    np.testing.assert_allclose(fixed.batch.get_model(1).body_mass, nominal * 0.5)
+    assert fixed.observe()[0, fixed.base_dim] == np.float32(0.5)  # the privileged tail says so
+
+
+def test_batched_vec_env_auto_resets_like_a_dummy_vec_env_of_single_envs():
+    n = 2
+    ranges = {"mass_scale": [0.9, 1.1]}
+    batched = BatchedVecEnv("hopper", ranges, n, nthread=1)
+    dummy = DummyVecEnv([lambda: make_privileged_env("hopper", ranges)] * n)
+    batched.seed(5)
+    dummy.seed(5)
+    np.testing.assert_array_equal(batched.reset(), dummy.reset())
+    rng, dones = np.random.default_rng(1), 0
+    for _ in range(120):
+        actions = rng.uniform(-1, 1, (n, 3)).astype(np.float32)
+        b_obs, b_rew, b_done, b_info = batched.step(actions)
+        d_obs, d_rew, d_done, d_info = dummy.step(actions)
+        np.testing.assert_array_equal(b_obs, d_obs)
+        np.testing.assert_array_equal(b_done, d_done)
+        np.testing.assert_allclose(b_rew, d_rew, rtol=0, atol=1e-6)
+        for b, d in zip(b_info, d_info, strict=True):
+            if "terminal_observation" in d:
+                np.testing.assert_array_equal(b["terminal_observation"], d["terminal_observation"])
+                assert b["TimeLimit.truncated"] == d["TimeLimit.truncated"]
+        dones += int(d_done.sum())
+    assert dones > 0
+
+
+def test_auto_picks_the_batch_where_a_task_has_batched_rules():
+    venv = make_training_env("hopper", {}, 2, "auto", seed=0)
+    assert isinstance(venv.venv, BatchedVecEnv)
+    with pytest.raises(ValueError, match="task 'pendulum' has no batched simulation"):
+        make_training_env("pendulum", {}, 2, "batch", seed=0)
