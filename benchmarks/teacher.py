@@ -105,11 +105,12 @@ def main() -> None:
     runs = [(args.task, None)] + (
         [(args.baseline_teacher, args.baseline_teacher)] if args.baseline_teacher else []
     )
-    train_rows, rows = [], []
+    train_rows, rows, configs = [], [], []
     for label, teacher_name in runs:
         with tempfile.TemporaryDirectory(prefix="s2r-bench-teacher-") as tmp:
             run_dir = args.keep if (args.keep and teacher_name is None) else tmp
             cfg = config(args, run_dir, teacher_name)
+            configs.append(cfg)
             tc = cfg.teacher
             start = time.perf_counter()
             summary = train(cfg, Path(run_dir) / "teacher").summary
@@ -123,7 +124,7 @@ def main() -> None:
             kept = f"kept {summary['checkpoint']} @ {summary['checkpoint_step']}"
             rows.append((f"teacher={label} ({tc.algo}, {summary['num_timesteps']} steps, {kept})",))
             rows[-1] += returns(teacher, cfg, args.eval_episodes)
-    cfg = config(args, "unused")
+    cfg = configs[0]  # the task's own teacher config: reference rows and env rates use it
     if cfg.task.name == "pendulum":
         rows.append(
             (

@@ -78,12 +78,12 @@ class Rules:
         raise ValueError(f"no batched rules for {type(base).__name__}")
 
 
+BATCHED = ("hopper", "walker2d", "halfcheetah")  # tasks whose base env `Rules.of` reads
+
+
 def supports(task: str) -> bool:
     """Whether `task` can be stepped as a `BatchedTask` (its base env's rules are written here)."""
     return task in BATCHED
-
-
-BATCHED = ("hopper", "walker2d", "halfcheetah")
 
 
 class _SimFields:
@@ -122,6 +122,7 @@ class BatchedTask:
         self._sims = [_SimFields(self._fields, i) for i in range(n)]
         self._qpos, self._qvel = self.batch.bind("qpos"), self.batch.bind("qvel")  # (n, nq), (n, nv)
         self._ctrl = self.batch.bind("ctrl")  # (n, nu)
+        self._act = np.zeros((n, model.nu))  # (n, nu) clipped actions, rewritten every step
         self.nu = model.nu
         self.base_dim = single.base.observation_space.shape[0]
         self.obs_dim = single.privileged_dim
@@ -175,21 +176,25 @@ class BatchedTask:
             qvel = r.init_qvel + base_rng.uniform(-s, s, size=r.init_qvel.size)
         return qpos, qvel
 
-    def observe(self) -> np.ndarray:
-        """Privileged observations (n, Dp) float32: the -v5 observation, then the physical parameters."""
-        obs = np.empty((self.n, self.obs_dim), dtype=np.float32)
-        nq1 = self._qpos.shape[1] - 1
-        obs[:, :nq1] = self._qpos[:, 1:]
+    def observe(self, ids: np.ndarray | None = None) -> np.ndarray:
+        """Privileged observations (n, Dp) float32 of every simulation (or of `ids` only): the -v5
+        observation, then the physical parameters."""
+        rows = slice(None) if ids is None else ids
+        qpos, qvel, params = self._qpos[rows], self._qvel[rows], self._params[rows]
+        obs = np.empty((len(qpos), self.obs_dim), dtype=np.float32)
+        nq1 = qpos.shape[1] - 1
+        obs[:, :nq1] = qpos[:, 1:]
         r = self.rules
-        qvel = self._qvel if r.clip_qvel is None else np.clip(self._qvel, -r.clip_qvel, r.clip_qvel)
-        obs[:, nq1 : self.base_dim] = qvel
-        obs[:, self.base_dim :] = self._params
+        obs[:, nq1 : self.base_dim] = (
+            qvel if r.clip_qvel is None else np.clip(qvel, -r.clip_qvel, r.clip_qvel)
+        )
+        obs[:, self.base_dim :] = params
         return obs
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """actions (n, nu), clipped to [-1, 1] -> obs (n, Dp), reward, terminated, truncated (n,) each."""
         r = self.rules
-        act = np.clip(actions, -1.0, 1.0).astype(np.float64)  # (n, nu)
+        act = np.clip(actions, -1.0, 1.0, out=self._act)  # (n, nu) float64, as the single env's
         x_before = self._qpos[:, 0].copy()
         self._ctrl[:] = act
         self.batch.step(nstep=r.frame_skip)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from sim2real.artifacts import POLICY_JSON, POLICY_ONNX, RunLayout, git_sha, sha256_file, utc_now
 from sim2real.errors import UserError
-from sim2real.validate.verdict import verdict
+from sim2real.validate.verdict import read_report, verdict
 
 MAX_BYTES = 5 * 1024 * 1024  # a release lives in git: keep each folder small
 MANIFEST = "manifest.json"
@@ -44,7 +44,7 @@ def release(run_dir: str | Path, out: str | Path, task: str, seed: int, config: 
     for name in (POLICY_ONNX, POLICY_JSON):
         shutil.copy2(layout.export / name, tmp / name)
     shutil.copytree(layout.validation, tmp / "validation")
-    report = json.loads(layout.report.read_text())
+    report = read_report(layout.report) or {}  # verdict read it already: a JSON object
     manifest = {
         "task": task,
         "command": command,

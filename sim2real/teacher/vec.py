@@ -108,7 +108,7 @@ class BatchedVecEnv(VecEnv):
             infos[i]["TimeLimit.truncated"] = bool(truncated[i] and not terminated[i])
         if ended.size:
             self.sim.reset(ended)
-            obs[ended] = self.sim.observe()[ended]
+            obs[ended] = self.sim.observe(ended)
         return obs, reward.astype(np.float32), done, infos
 
     def close(self) -> None:
