@@ -44,15 +44,20 @@ def positive(prefix: str, obj: Any, names: Iterable[str], optional: bool = False
             raise ConfigError(f"{prefix}.{name}={value!r} must be > 0")
 
 
-def in_range(prefix: str, obj: Any, name: str, low: float, high: float, high_open: bool = False) -> None:
-    """`obj.<name>` in [low, high] (or [low, high) with `high_open`); None passes (an unset option)."""
+def in_range(
+    prefix: str, obj: Any, name: str, low: float, high: float, high_open: bool = False, low_open: bool = False
+) -> None:
+    """`obj.<name>` in [low, high] (an end excluded with `high_open`/`low_open`); None passes (unset)."""
     value = getattr(obj, name)
     if value is None:
         return
     v = _number(prefix, name, value)
-    if not (low <= v < high if high_open else low <= v <= high):
+    above = low < v if low_open else low <= v
+    below = v < high if high_open else v <= high
+    if not (above and below):
         raise ConfigError(
-            f"{prefix}.{name}={value!r} must be in [{low:g}, {high:g}{')' if high_open else ']'}"
+            f"{prefix}.{name}={value!r} must be in {'(' if low_open else '['}{low:g}, {high:g}"
+            f"{')' if high_open else ']'}"
         )
 
 

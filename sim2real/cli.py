@@ -225,6 +225,7 @@ def _run_stage(stage: str, cfg) -> None:
     from sim2real.errors import UserError
 
     typed = OmegaConf.to_object(cfg)
+    typed.task_explicit = typed.task_explicit or names_task(_job_overrides())
     try:
         load(STAGES[stage].target)(typed)
     except (UserError, ValueError, FileNotFoundError) as e:
@@ -237,6 +238,19 @@ def _run_stage(stage: str, cfg) -> None:
 
             raise CompactHydraException(f"sim2real {stage}{job} failed: {e}") from None
         sys.exit(2)
+
+
+def names_task(overrides: list[str]) -> bool:
+    """Whether the command line chose the task (`task=NAME`, `task.name=NAME`), rather than the default:
+    foreign data is bound to a task only on the user's word (`sim2real.data.binding`)."""
+    return any(o.partition("=")[0].lstrip("+") in ("task", "task.name") for o in overrides if "=" in o)
+
+
+def _job_overrides() -> list[str]:
+    """This job's command-line overrides (a -m sweep's job: its own values)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task)
 
 
 def _sweep_job() -> str:

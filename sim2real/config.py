@@ -15,6 +15,7 @@ from sim2real.deploy.config import DeployConfig
 from sim2real.deploy.dds.mapping import RobotConfig
 from sim2real.identify.config import IdentifyConfig
 from sim2real.release import ReleaseConfig
+from sim2real.stages import EXECUTION_ONLY
 from sim2real.student.config import DistillConfig, StudentConfig
 from sim2real.teacher.config import ExpertConfig, TeacherConfig
 from sim2real.validate.config import ValidateConfig
@@ -90,6 +91,10 @@ class Config:
     # `sim2real distill data=PATH.zarr`: train (and validate's demo reference) from any store
     # (default: <run_dir>/demos.zarr)
     data: str | None = None
+    # the command line names the task (`task=NAME`, `task.name=NAME`; cli.py sets it): only then are
+    # `import` and `distill` data that names no task (a foreign import) bound to it (data/binding.py).
+    # Outside `task`, so teacher checkpoints and stage keys are the same either way
+    task_explicit: bool = field(default=False, metadata=EXECUTION_ONLY)
     importer: ImportConfig = field(default_factory=ImportConfig)  # `sim2real import source=...`
     inspect: InspectConfig = field(default_factory=InspectConfig)  # `sim2real inspect steps=N`
     identify: IdentifyConfig = field(default_factory=IdentifyConfig)  # `sim2real identify log=PATH.zarr`

@@ -30,6 +30,7 @@ BAD = [
     (DistillConfig, {"lr": -1.0}, "distill.lr=-1.0 must be > 0"),
     (DistillConfig, {"grad_clip": 0.0}, "distill.grad_clip=0.0 must be > 0"),
     (DistillConfig, {"dagger_beta": 1.5}, "distill.dagger_beta=1.5 must be in [0, 1]"),
+    (DistillConfig, {"keep_top_fraction": 0.0}, "distill.keep_top_fraction=0.0 must be in (0, 1]"),
     (CollectConfig, {"n_envs": 0}, "collect.n_envs=0 must be >= 1"),
     (CollectConfig, {"keep_top_fraction": 0.0}, "collect.keep_top_fraction=0.0 must be in (0, 1]"),
     (TeacherConfig, {"n_envs": 0}, "teacher.n_envs=0 must be >= 1"),

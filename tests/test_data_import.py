@@ -34,8 +34,8 @@ def write_dp(path: Path, d: dict, zarr_format: int) -> Path:
     g = zarr.open_group(path, mode="w", zarr_format=zarr_format)
     g.create_group("data")
     g.create_group("meta")
-    g["data"].create_array("state", data=d["obs"], chunks=(64, 5))
-    g["data"].create_array("action", data=d["act"], chunks=(64, 2))
+    g["data"].create_array("state", data=d["obs"], chunks=(64, d["obs"].shape[1]))
+    g["data"].create_array("action", data=d["act"], chunks=(64, d["act"].shape[1]))
     g["data"].create_array("reward", data=d["rew"], chunks=(64,))
     g["meta"].create_array("episode_ends", data=d["ends"])
     return path
@@ -55,12 +55,13 @@ def write_d4rl(path: Path, d: dict, tail: int = 0) -> Path:
 
 def write_minari(root: Path, d: dict) -> Path:
     (root / "data").mkdir(parents=True)
-    (root / "metadata.json").write_text(json.dumps({"dataset_id": "test/pend-v0", "total_episodes": 3}))
+    meta = {"dataset_id": "test/pend-v0", "total_episodes": len(d["ends"])}
+    (root / "metadata.json").write_text(json.dumps(meta))
     starts = np.concatenate([[0], d["ends"][:-1]])
     with h5py.File(root / "data" / "main_data.hdf5", "w") as f:
         for i, (a, b) in enumerate(zip(starts, d["ends"], strict=True)):
             g = f.create_group(f"episode_{i}")
-            final = np.full((1, 5), 9.0, "f4")  # the final observation, which has no action
+            final = np.full((1, d["obs"].shape[1]), 9.0, "f4")  # the final observation: no action
             g["observations"] = np.concatenate([d["obs"][a:b], final])
             g["actions"], g["rewards"] = d["act"][a:b], d["rew"][a:b]
             g["terminations"] = (

@@ -190,10 +190,13 @@ from sim2real.data.store import DemoStore
 from tests.test_data_store import SPEC, numbered_episode
 path = sys.argv[1]
 store = DemoStore.open(path, "a") if os.path.exists(path) else DemoStore.create(path, SPEC)
-print("ready", flush=True)
+first = True
 while True:
     i = store.num_episodes
     store.append_episodes([numbered_episode(i), numbered_episode(i + 1)], {"kind": "expert"})
+    if first:
+        print("committed", flush=True)
+        first = False
 """
 
 
@@ -208,8 +211,10 @@ def test_writer_killed_at_random_moments_leaves_every_committed_episode_intact(t
     for _ in range(3):
         cmd = [sys.executable, "-c", WRITER, str(path)]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[1])
-        assert proc.stdout.readline().strip() == "ready"
-        time.sleep(rng.uniform(0.2, 0.6))
+        # wait for the first commit (a loaded machine may take seconds to get there), then kill the
+        # writer at a random moment of its later appends
+        assert proc.stdout.readline().strip() == "committed"
+        time.sleep(rng.uniform(0.0, 0.4))
         proc.kill()
         proc.wait()
         store = DemoStore.open(path)

@@ -41,6 +41,14 @@ def test_gate_fails_on_failure_rate_even_with_good_mean():
     assert any(c["name"].startswith("failure rate") and not c["passed"] for c in g["checks"])
 
 
+def test_gate_allows_the_student_its_teachers_failure_rate_plus_the_margin():
+    metrics = _metrics(-160.0, -210.0, failure=0.35)
+    metrics["train"]["teacher"]["failure_rate"] = 0.3  # a hopper teacher that falls in 30% of episodes
+    checks = {c["name"]: c for c in stats.gate(metrics, GateConfig(max_failure_rate=0.1))["checks"]}
+    assert checks["failure rate (train)"]["passed"] and checks["failure rate (train)"]["threshold"] == 0.4
+    assert not checks["failure rate (nominal)"]["passed"]  # no teacher there: 0.35 > 0 + 0.1
+
+
 def test_gate_without_reference_does_not_pass():
     metrics = {"train": {"student": _summary(-150.0, -200.0)}}
     assert not stats.gate(metrics, GateConfig())["passed"]

@@ -3,13 +3,13 @@
 Foreign data has no expert labels: the recorded action goes to `data/action` and `expert_action` is
 NaN (the sampler then trains on `action`). A missing privileged observation is stored zero-width
 (`data/privileged_obs` of shape (N, 0)); a missing reward is NaN (so returns are NaN: unknown, not 0).
-Names are `<key>[i]` and action bounds the observed range, unless `task=<name>` is given explicitly
-and the dimensions match that task, in which case its names, bounds and control dt are used.
+Names are `<key>[i]` and action bounds the observed range, unless the command line names the task
+(`task=<name>`): then the dimensions must match that task's and its names, bounds and control dt are
+written into the store (`sim2real.data.binding`), so the student distilled from it exports and deploys.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,6 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from sim2real.artifacts import sha256_tree
+from sim2real.data import binding
 from sim2real.data.checks import check_ends
 from sim2real.data.config import ImportKeys
 from sim2real.data.formats import FORMATS, Foreign, read
@@ -47,11 +48,12 @@ def check_finite(data: Foreign, path: Path) -> None:
             )
 
 
-def spec_for(data: Foreign, task: str | None) -> StoreSpec:
+def spec_for(data: Foreign, task: str | None, where: str) -> StoreSpec:
+    """The store's spec: untied (`<key>[i]` names, the observed action range) or bound to `task`."""
     ds, da = data.student_obs.shape[1], data.action.shape[1]
     dp = 0 if data.privileged_obs is None else data.privileged_obs.shape[1]
     if task is not None:
-        return _task_spec(task, ds, dp, da)
+        return binding.bind(task, ds, dp, da, where)
     k = data.keys
     return StoreSpec(
         task=None,
@@ -61,22 +63,6 @@ def spec_for(data: Foreign, task: str | None) -> StoreSpec:
         action_low=tuple(float(x) for x in data.action.min(axis=0)),
         action_high=tuple(float(x) for x in data.action.max(axis=0)),
     )
-
-
-def _task_spec(task: str, ds: int, dp: int, da: int) -> StoreSpec:
-    import gymnasium as gym
-
-    import envs
-
-    env = gym.make(envs.env_id(task))
-    spec = StoreSpec.from_env(env)
-    env.close()
-    if (ds, da) != (spec.student_dim, spec.action_dim) or dp not in (0, spec.privileged_dim):
-        raise UserError(
-            f"task={task}: the data has student/privileged/action dims {ds}/{dp}/{da}, the task "
-            f"{spec.student_dim}/{spec.privileged_dim}/{spec.action_dim}; leave task= out to import it untied"
-        )
-    return dataclasses.replace(spec, privileged_dim=dp)
 
 
 def episodes(data: Foreign) -> list[Episode]:
@@ -119,7 +105,11 @@ def import_dataset(
         "keys": data.keys,
         "episode_ids": data.episode_ids,
     }
-    with DemoStore.create(out, spec_for(data, task)) as store:
+    spec = spec_for(data, task, f"source={source} ({fmt})")
+    note = binding.bounds_note(data.action, spec) if task is not None else None
+    if note:
+        print(f"import: warning: {note}")
+    with DemoStore.create(out, spec) as store:
         sid = store.add_source(entry)
         batch: list[Episode] = []
         for ep in tqdm(eps, desc="import", unit="ep", disable=len(eps) < 100):
@@ -131,30 +121,17 @@ def import_dataset(
     return store
 
 
-def _explicit_task() -> str | None:
-    """The task named on the command line (the config's default task says nothing about foreign data)."""
-    try:
-        from hydra.core.hydra_config import HydraConfig
-
-        overrides = HydraConfig.get().overrides.task
-    except (ImportError, ValueError):
-        return None
-    for o in overrides:
-        key, _, value = o.partition("=")
-        if key.lstrip("+") in ("task", "task.name"):
-            return value
-    return None
-
-
 def run(cfg: Config) -> None:
     c = cfg.importer
     if not c.source or not c.format or not c.out:
         raise UserError(
             "usage: sim2real import source=PATH format=" + "|".join(FORMATS) + " out=PATH.zarr "
-            "keys.student_obs=KEY keys.action=KEY [keys.privileged_obs=KEY keys.reward=KEY]"
+            "keys.student_obs=KEY keys.action=KEY [keys.privileged_obs=KEY keys.reward=KEY task=NAME]"
         )
-    store = import_dataset(c.source, c.format, c.out, c.keys, _explicit_task())
+    task = cfg.task.name if cfg.task_explicit else None  # the default task says nothing about the data
+    store = import_dataset(c.source, c.format, c.out, c.keys, task)
+    bound = f", bound to task {task} (its observation/action names, bounds, control dt)" if task else ""
     print(
         f"import: {c.source} ({c.format}) -> {store.path}: "
-        f"{store.num_episodes} episodes, {store.num_steps} steps"
+        f"{store.num_episodes} episodes, {store.num_steps} steps{bound}"
     )

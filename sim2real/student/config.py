@@ -59,10 +59,15 @@ class DistillConfig:
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     val_fraction: float = 0.1  # held-out episodes for the validation loss
+    # filtered BC ("%BC"): train (and validate) on the best fraction of the store's episodes by return,
+    # chosen before the train/val split (1: all); DAgger episodes are always kept (student/episodes.py)
+    keep_top_fraction: float = 1.0
     val_every: int = 250
     eval_every: int = 500  # rollouts of the student under randomization every N steps (0: at the end only)
     eval_episodes: int = 20
     checkpoint_every: int = 500
+    # a label at an action bound (±1) is a clipped command: predictions past it are not errors
+    saturated_labels: bool = True
     # continue from <run_dir>/student/ when it holds unfinished progress
     resume: bool = field(default=True, metadata=EXECUTION_ONLY)
     threads: int = 1  # CPU intra-op threads (0: torch's default); the small default model gains nothing
@@ -92,5 +97,6 @@ class DistillConfig:
         checks.positive(p, self, ("lr", "grad_clip", "ddp_timeout_s"))
         checks.in_range(p, self, "min_lr_ratio", 0.0, 1.0)
         checks.in_range(p, self, "val_fraction", 0.0, 1.0, high_open=True)
+        checks.in_range(p, self, "keep_top_fraction", 0.0, 1.0, low_open=True)
         checks.in_range(p, self, "dagger_beta", 0.0, 1.0)
         checks.in_range(p, self, "dagger_beta_decay", 0.0, 1.0)

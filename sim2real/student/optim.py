@@ -23,6 +23,21 @@ def masked_mse(
     return err.sum() / (count / parts)
 
 
+ACTION_BOUND = 1.0  # every task's actions lie in [-1, 1]: the env executes the clipped action
+
+
+def past_saturated_labels(pred: Tensor, target: Tensor, label: Tensor) -> Tensor:
+    """`pred` (B, K, Da) with its error past a saturated label removed (set to the target there).
+
+    A label at an action bound is a clipped command (PPO experts sit there half the time), so any
+    prediction beyond that bound executes the same action; only the inside side is an error. `label` is
+    the (B, K, Da) label in env units; pred and target are normalized.
+    """
+    high = (label >= ACTION_BOUND - 1e-6) & (pred > target)
+    low = (label <= -ACTION_BOUND + 1e-6) & (pred < target)
+    return torch.where(high | low, target.to(pred.dtype), pred)
+
+
 def make_optimizer(model: nn.Module, cfg: DistillConfig, device: torch.device) -> torch.optim.AdamW:
     """AdamW with weight decay on matrices only (not on biases, norms, position biases)."""
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and not n.endswith("rel_bias")]

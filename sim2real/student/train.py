@@ -23,7 +23,7 @@ from tqdm import tqdm
 from sim2real.artifacts import RunLayout, sha256_file, sha256_tree, stage_run
 from sim2real.config import Config, LoggerConfig
 from sim2real.data.sampler import WindowSampler, fit_stats, split_episodes
-from sim2real.data.store import DemoStore, exists, stored_path
+from sim2real.data.store import exists, stored_path
 from sim2real.errors import UserError
 from sim2real.metrics import MetricLogger
 from sim2real.stages import output_fields
@@ -39,9 +39,10 @@ from sim2real.student.distributed import (
     sharded_masked_mse,
     sum_over_ranks,
 )
+from sim2real.student.episodes import filter_line, keep_top, load_training_data
 from sim2real.student.model import ModelConfig
 from sim2real.student.normalizer import return_stats
-from sim2real.student.optim import lr_at, make_optimizer, masked_mse
+from sim2real.student.optim import lr_at, make_optimizer, masked_mse, past_saturated_labels
 from sim2real.student.rollout import evaluate, make_envs
 
 EVAL_SEED_BASE = 2**31 - 2**20  # evaluation seeds EVAL_SEED_BASE + i: far from collection and DAgger seeds
@@ -116,7 +117,11 @@ class Trainer:
         self.step, self.round = 0, 0
         self._env_matches: bool | None = None
         self._load_data()
-        self.train_eps, self.val_eps = split_episodes(self.num_eps, self.dc.val_fraction, cfg.seed)
+        self.kept_eps, self.filter = keep_top(self.arrays, self.sources, self.dc.keep_top_fraction, data)
+        train, val = split_episodes(len(self.kept_eps), self.dc.val_fraction, cfg.seed)
+        self.train_eps, self.val_eps = self.kept_eps[train], self.kept_eps[val]
+        if self.filter:
+            self._say(filter_line(self.filter))
         torch.manual_seed(cfg.seed)
         self.model = ckpt.build_model(self._model_config()).to(self.device)
         self._fit_normalizer()
@@ -146,13 +151,11 @@ class Trainer:
 
     # ---- data ----------------------------------------------------------------------------------------
     def _load_data(self) -> None:
-        with DemoStore.open(self.data) as store:
-            self.spec, self.arrays = store.spec, store.load_arrays()
-        if self.spec.task and self.spec.task != self.cfg.task.name:
-            raise UserError(f"{self.data} holds task {self.spec.task!r} but task={self.cfg.task.name}")
-        self.num_eps = len(self.arrays["episode_ends"])
-        if self.num_eps < 2:
-            raise UserError(f"{self.data} holds {self.num_eps} episode(s); distillation needs at least 2")
+        d = load_training_data(self.data, self.cfg.task.name, self.cfg.task_explicit, self.dc.dagger_rounds)
+        self.spec, self.arrays, self.sources, self.bound = d.spec, d.arrays, d.sources, d.bound
+        self.num_eps = d.num_episodes
+        for note in d.notes:  # only on the first load: DAgger (which reloads) never runs on a bound store
+            self._say(note)
 
     def _make_samplers(self, val: bool = True) -> None:
         """Train sampler seeded by (seed, step): rebuilt at every checkpoint, so a resumed run draws the
@@ -261,12 +264,16 @@ class Trainer:
         with self._autocast():
             pred = self.train_forward(part.obs, part.mask, part.rtg if self.cfg.student.rtg else None)
         target = self.model.normalizer.action(part.action)
-        loss = sharded_masked_mse(pred, target, part.mask, batch.mask, self.world)
+        loss = sharded_masked_mse(self._past_bounds(pred, target, part.action), target, part.mask, batch.mask,
+                                  self.world)  # fmt: skip
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.dc.grad_clip)
         self.opt.step()
         return loss.detach()
+
+    def _past_bounds(self, pred: torch.Tensor, target: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        return past_saturated_labels(pred, target, label) if self.dc.saturated_labels else pred
 
     def _autocast(self):
         if self.dc.amp and self.device.type == "cuda":
@@ -283,7 +290,8 @@ class Trainer:
             with self._autocast():
                 pred = self.forward(batch.obs, batch.mask, batch.rtg if self.cfg.student.rtg else None)
             n = float(batch.mask.sum())
-            total += float(masked_mse(pred, self.model.normalizer.action(batch.action), batch.mask)) * n
+            target = self.model.normalizer.action(batch.action)
+            total += float(masked_mse(self._past_bounds(pred, target, batch.action), target, batch.mask)) * n
             weight += n
         self.model.train()
         return total / max(weight, 1.0)
@@ -297,7 +305,8 @@ class Trainer:
             self._env_matches = ours == (tuple(self.spec.student_names), tuple(self.spec.action_names))
             if not self._env_matches:
                 task = self.cfg.task.name
-                self._say(f"distill: {self.data} has other observations than task {task}: no rollouts")
+                hint = " (it names no task: distill task=NAME binds it)" if self.spec.task is None else ""
+                self._say(f"distill: {self.data} has other observations than task {task}: no rollouts{hint}")
         return self._env_matches
 
     @torch.no_grad()
@@ -339,7 +348,8 @@ class Trainer:
     def _config_key(self) -> str:
         distill = output_fields(self.dc)  # execution-only fields have no effect on the trajectory
         blob = {"student": asdict(self.cfg.student), "distill": distill, "seed": self.cfg.seed,
-                "task": asdict(self.cfg.task), "data": str(self.data)}  # fmt: skip
+                "task": asdict(self.cfg.task), "data": str(self.data),
+                **({"bound": True} if self.bound else {})}  # fmt: skip
         return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
 
     def checkpoint(self) -> None:
@@ -384,6 +394,8 @@ class Trainer:
             "train_seconds": round(seconds, 2),
             "sequences_per_s": round(steps * self.dc.batch_size / max(seconds, 1e-9), 1),
             "val_loss": self.val_loss(),
+            **({"bound_task": self.spec.task} if self.bound else {}),
+            **({"filter": self.filter} if self.filter else {}),
         }  # fmt: skip
         if self.dc.eval_episodes > 0 and self.can_evaluate():
             ev = self.eval_rollouts()

@@ -14,7 +14,7 @@ class GateConfig:
 
     min_mean_ratio: float = 0.9  # student mean score ≥ 0.9 × teacher's, training randomization
     min_p10_ratio: float = 0.8  # student 10th percentile score ≥ 0.8 × teacher's
-    max_failure_rate: float = 0.1  # in each of `failure_scenarios`
+    max_failure_rate: float = 0.1  # student failure rate ≤ teacher's + this, in each of `failure_scenarios`
     failure_scenarios: list[str] = field(default_factory=lambda: ["train", "nominal"])
 
 

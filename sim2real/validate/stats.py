@@ -108,16 +108,18 @@ def gate(metrics: dict[str, dict], cfg: GateConfig) -> dict:
         checks.append(_check("p10 score vs teacher", ratio["p10"], cfg.min_p10_ratio))
     for scenario in cfg.failure_scenarios:
         if scenario in metrics and "student" in metrics[scenario]:
-            rate = metrics[scenario]["student"]["failure_rate"]
-            checks.append(
-                {
-                    "name": f"failure rate ({scenario})",
-                    "value": rate,
-                    "threshold": cfg.max_failure_rate,
-                    "passed": rate <= cfg.max_failure_rate,
-                }
-            )
+            checks.append(_failure_check(scenario, metrics[scenario], cfg.max_failure_rate))
     return {"passed": all(c["passed"] for c in checks), "checks": checks}
+
+
+def _failure_check(scenario: str, policies: dict, margin: float) -> dict:
+    """The student may fail at most `margin` more often than its teacher on the same episodes: a hopper
+    whose teacher falls in 30% of randomized episodes cannot be asked to fall in fewer than 10%."""
+    rate = policies["student"]["failure_rate"]
+    teacher = policies.get("teacher", {}).get("failure_rate", 0.0)
+    threshold = teacher + margin
+    return {"name": f"failure rate ({scenario})", "value": rate, "threshold": threshold,
+            "passed": rate <= threshold}  # fmt: skip
 
 
 def _check(name: str, value: float, threshold: float) -> dict:
