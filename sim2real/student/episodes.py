@@ -1,4 +1,4 @@
-"""Which store episodes a student trains on, under which names.
+"""Which store episodes a student trains on, under which names, conditioned on what.
 
 - Binding: a store that names no task (a foreign import) gets the named task's observation and action
   names and control dt in memory when the user named the task (`task_explicit`), so the student can
@@ -63,6 +63,17 @@ def load_training_data(path: Path, task: str, explicit: bool, dagger_rounds: int
     if d.num_episodes < 2:
         raise UserError(f"{path} holds {d.num_episodes} episode(s); distillation needs at least 2")
     return d
+
+
+def return_conditioned(arrays: dict[str, np.ndarray], where: Path) -> dict[str, np.ndarray]:
+    """`arrays` with each episode's return on its last step and zero reward elsewhere: the sampler's
+    return-to-go is then the episode's return at every step, the condition a return-conditioned
+    student is trained on (`student.rtg`)."""
+    if not np.isfinite(arrays["reward"]).all():
+        raise UserError(f"student.rtg=true needs rewards, and {where} has steps without one")
+    reward = np.zeros_like(arrays["reward"])
+    reward[arrays["episode_ends"] - 1] = arrays["episode_return"]
+    return {**arrays, "reward": reward}
 
 
 def dagger_episodes(arrays: dict[str, np.ndarray], sources: list[dict[str, Any]]) -> np.ndarray:

@@ -39,7 +39,7 @@ from sim2real.student.distributed import (
     sharded_masked_mse,
     sum_over_ranks,
 )
-from sim2real.student.episodes import filter_line, keep_top, load_training_data
+from sim2real.student.episodes import filter_line, keep_top, load_training_data, return_conditioned
 from sim2real.student.model import ModelConfig
 from sim2real.student.normalizer import return_stats
 from sim2real.student.optim import lr_at, make_optimizer, masked_mse, past_saturated_labels
@@ -161,22 +161,11 @@ class Trainer:
         """Train sampler seeded by (seed, step): rebuilt at every checkpoint, so a resumed run draws the
         same batches as an uninterrupted one."""
         K, dev, seed = self.cfg.student.history, self.device, self.cfg.seed
-        arrays = self._sampler_arrays()
+        arrays = return_conditioned(self.arrays, self.data) if self.cfg.student.rtg else self.arrays
         step_seed = seed + 7919 * self.step
         self.sampler = WindowSampler(arrays, K, episodes=self.train_eps, device=dev, seed=step_seed)
         if val:
             self.val_sampler = WindowSampler(arrays, K, episodes=self.val_eps, device=dev, seed=seed)
-
-    def _sampler_arrays(self) -> dict[str, np.ndarray]:
-        """With return conditioning, the condition is the episode's return at every step: placing each
-        return on its episode's last step makes the sampler's return-to-go exactly that."""
-        if not self.cfg.student.rtg:
-            return self.arrays
-        if not np.isfinite(self.arrays["reward"]).all():
-            raise UserError(f"student.rtg=true needs rewards, and {self.data} has steps without one")
-        reward = np.zeros_like(self.arrays["reward"])
-        reward[self.arrays["episode_ends"] - 1] = self.arrays["episode_return"]
-        return {**self.arrays, "reward": reward}
 
     def _model_config(self) -> ModelConfig:
         s = self.cfg.student
