@@ -51,6 +51,15 @@ class RunLayout:
         return self.root / "student"
 
     @property
+    def finetune(self) -> Path:
+        """`sim2real finetune`: the PPO-tuned student (same files as `student`)."""
+        return self.root / "finetune"
+
+    def final_student(self, finetuned: bool) -> Path:
+        """The student export takes: the fine-tuned one when fine-tuning is configured."""
+        return self.finetune if finetuned else self.student
+
+    @property
     def export(self) -> Path:
         return self.root / "export"
 

@@ -13,6 +13,7 @@ from envs.parameters import RandomizationConfig
 from sim2real.data.config import CollectConfig, ImportConfig
 from sim2real.deploy.config import DeployConfig
 from sim2real.deploy.dds.mapping import RobotConfig
+from sim2real.finetune.config import FinetuneConfig
 from sim2real.identify.config import IdentifyConfig
 from sim2real.release import ReleaseConfig
 from sim2real.stages import EXECUTION_ONLY
@@ -78,6 +79,8 @@ class Config:
     collect: CollectConfig = field(default_factory=CollectConfig)
     student: StudentConfig = field(default_factory=StudentConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
+    # PPO on the distilled student (`finetune.steps > 0`: a pipeline stage, and export takes its student)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     validate: ValidateConfig = field(default_factory=ValidateConfig)
     deploy: DeployConfig = field(default_factory=DeployConfig)

@@ -209,12 +209,13 @@ def load_model(student_dir: Path) -> nn.Module:
 
 
 def run(cfg) -> None:
-    """`sim2real export run_dir=R`: export `<R>/student/` to `<R>/export/` and check parity."""
+    """`sim2real export run_dir=R`: export `<R>/student/` (`<R>/finetune/` when finetune.steps > 0) to
+    `<R>/export/` and check parity."""
     torch.set_num_threads(1)
     from sim2real.student.checkpoint import MODEL_FILE
 
     layout = RunLayout(cfg.run_dir)
-    student_dir, out_dir = layout.student, layout.export
+    student_dir, out_dir = layout.final_student(cfg.finetune.enabled), layout.export
     model = load_model(student_dir)
     if model.cfg.task and model.cfg.task != cfg.task.name:
         raise UserError(

@@ -25,7 +25,7 @@ def run(cfg: Config) -> None:
     layout.root.mkdir(parents=True, exist_ok=True)
     state = _read_state(layout)
     parent_key, timings = "", {}
-    stages = [s for s in PIPELINE if s != "train-teacher" or cfg.expert.kind == "teacher"]
+    stages = [s for s in PIPELINE if _runs(cfg, s)]
     for i, stage in enumerate(stages, 1):
         key = _stage_key(cfg, stage, parent_key)
         out = layout.stage(stage)
@@ -38,6 +38,13 @@ def run(cfg: Config) -> None:
             write_json_atomic(layout.pipeline_state, state)
         parent_key = key
     _summary(layout, timings)
+
+
+def _runs(cfg: Config, stage: str) -> bool:
+    """Optional stages: the teacher only for `expert=teacher`, fine-tuning only when configured."""
+    if stage == "train-teacher":
+        return cfg.expert.kind == "teacher"
+    return stage != "finetune" or cfg.finetune.enabled
 
 
 def _stage_key(cfg: Config, stage: str, parent_key: str) -> str:

@@ -46,6 +46,12 @@ STAGES: dict[str, Stage] = {
         "student",
         ("task", "student", "distill", "pipeline", "seed"),
     ),
+    "finetune": Stage(
+        "sim2real.finetune.stage:run",
+        "PPO on the distilled student in the randomized simulator (finetune.steps > 0)",
+        "finetune",
+        ("task", "finetune", "expert", "seed"),
+    ),
     "export": Stage(
         "sim2real.export:run",
         "export the student to ONNX with metadata and a parity check",
@@ -66,7 +72,9 @@ STAGES: dict[str, Stage] = {
     ),
     "deploy": Stage("sim2real.deploy.cli:run", "run the controller against a robot (sim, udp or dds)"),
     "robot-sim": Stage("sim2real.deploy.robot_sim:run", "serve a MuJoCo robot over UDP (or transport=dds)"),
-    "pipeline": Stage("sim2real.pipeline:run", "teacher -> collect -> distill -> export -> validate"),
+    "pipeline": Stage(
+        "sim2real.pipeline:run", "teacher -> collect -> distill [-> finetune] -> export -> validate"
+    ),
     "inspect": Stage(
         "sim2real.inspect_task:run", "short randomized rollout showing observations and dynamics"
     ),

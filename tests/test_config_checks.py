@@ -14,6 +14,7 @@ from sim2real.data.config import CollectConfig
 from sim2real.deploy.config import DeployConfig, LinkSettings
 from sim2real.deploy.controller import ControllerConfig
 from sim2real.errors import UserError
+from sim2real.finetune.config import FinetuneConfig
 from sim2real.student.config import DistillConfig, StudentConfig
 from sim2real.teacher.config import AlgoConfig, TeacherConfig
 
@@ -32,6 +33,8 @@ BAD = [
     (DistillConfig, {"dagger_beta": 1.5}, "distill.dagger_beta=1.5 must be in [0, 1]"),
     (DistillConfig, {"keep_top_fraction": 0.0}, "distill.keep_top_fraction=0.0 must be in (0, 1]"),
     (CollectConfig, {"n_envs": 0}, "collect.n_envs=0 must be >= 1"),
+    (FinetuneConfig, {"gamma": 1.5}, "finetune.gamma=1.5 must be in [0, 1]"),
+    (FinetuneConfig, {"init_std": 0.0}, "finetune.init_std=0.0 must be > 0"),
     (CollectConfig, {"keep_top_fraction": 0.0}, "collect.keep_top_fraction=0.0 must be in (0, 1]"),
     (TeacherConfig, {"n_envs": 0}, "teacher.n_envs=0 must be >= 1"),
     (TeacherConfig, {"sac": AlgoConfig(total_timesteps=0)}, "teacher.sac.total_timesteps=0 must be >= 1"),
@@ -55,7 +58,9 @@ def test_bad_value_is_one_line_naming_the_key_and_the_rule(cls, values, message)
     assert isinstance(err.value, UserError) and isinstance(err.value, ValueError)
 
 
-@pytest.mark.parametrize("cls", [StudentConfig, DistillConfig, CollectConfig, TeacherConfig, DeployConfig])
+@pytest.mark.parametrize(
+    "cls", [StudentConfig, DistillConfig, CollectConfig, TeacherConfig, DeployConfig, FinetuneConfig]
+)
 def test_defaults_pass_their_own_checks(cls):
     cls()
 

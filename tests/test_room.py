@@ -111,7 +111,7 @@ def test_validation_judges_episodes_by_the_tasks_rule(monkeypatch):
 def test_every_pipeline_stage_writes_where_the_run_layout_says(tmp_path):
     layout = RunLayout(tmp_path)
     assert [layout.stage(s).name for s in PIPELINE] == [
-        "teacher", "demos.zarr", "student", "export", "validation",
+        "teacher", "demos.zarr", "student", "finetune", "export", "validation",
     ]  # fmt: skip
     assert layout.report == tmp_path / "validation" / "report.json"
     assert layout.policy_onnx == tmp_path / "export" / "policy.onnx"

@@ -1,0 +1,1 @@
+"""RL fine-tuning of the distilled student (`sim2real finetune`)."""

@@ -1,0 +1,50 @@
+"""`finetune.*`: PPO fine-tuning of the distilled student in the randomized simulator (no expert needed)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sim2real import checks
+from sim2real.stages import EXECUTION_ONLY
+
+
+@dataclass
+class FinetuneConfig:
+    # env steps of PPO on the student; 0: no fine-tuning, and export takes <run_dir>/student/
+    steps: int = 0
+    n_envs: int = 16  # simulations stepped in lockstep by the student
+    n_steps: int = 128  # control steps per env and update
+    epochs: int = 4
+    minibatch: int = 512  # samples (windows of the student's receptive field)
+    lr: float = 1e-4  # actor; on Hopper 1e-4 with init_std 0.1 beat 3e-5 with 0.2 (docs/results.md)
+    critic_lr: float = 1e-3
+    critic_warmup: int = 5  # updates that train the critic alone before the actor moves
+    init_std: float = 0.1  # exploration std in normalized action units (learned from there)
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip: float = 0.2
+    ent_coef: float = 0.0
+    target_kl: float = 0.02  # an update stops its epochs past this approximate KL
+    max_grad_norm: float = 0.5
+    # imitation term on the visited states (expert labels, as DAgger): 0 needs no expert at all
+    bc_coef: float = 0.0
+    # evaluation on the distill stage's own evaluation seeds every N updates; the best student
+    # (the distilled one included) is kept
+    eval_every: int = 10
+    eval_episodes: int = 10
+    checkpoint_every: int = field(default=10, metadata=EXECUTION_ONLY)  # updates
+    resume: bool = field(default=True, metadata=EXECUTION_ONLY)
+    threads: int = field(default=1, metadata=EXECUTION_ONLY)  # CPU intra-op threads (0: torch's default)
+
+    def __post_init__(self) -> None:
+        p = "finetune"
+        checks.at_least(p, self, 0, ("steps", "critic_warmup", "ent_coef", "bc_coef", "threads"))
+        checks.at_least(p, self, 1, ("n_envs", "n_steps", "epochs", "minibatch", "eval_every"))
+        checks.at_least(p, self, 1, ("eval_episodes", "checkpoint_every"))
+        checks.positive(p, self, ("lr", "critic_lr", "init_std", "clip", "target_kl", "max_grad_norm"))
+        checks.in_range(p, self, "gamma", 0.0, 1.0)
+        checks.in_range(p, self, "gae_lambda", 0.0, 1.0)
+
+    @property
+    def enabled(self) -> bool:
+        return self.steps > 0
