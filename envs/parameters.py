@@ -135,6 +135,11 @@ def default_ranges() -> dict[str, Range]:
     return {n: p.range() for n, p in TABLE.items()}
 
 
+def as_lists(ranges: Mapping[str, Range]) -> dict[str, list[float]]:
+    """`{name: [low, high]}`, the config form (integers stay integers)."""
+    return {n: [int(r.low), int(r.high)] if r.integer else [r.low, r.high] for n, r in ranges.items()}
+
+
 def _check_name(name: str, what: str) -> Parameter:
     if name not in TABLE:
         raise ValueError(f"unknown {what} {name!r}; known parameters: {', '.join(TABLE)}")
@@ -153,10 +158,15 @@ def check_value(name: str, value: float) -> None:
         raise ValueError(f"dynamics parameter {name!r}: {value} is not a whole number of {p.unit}")
 
 
-def make_ranges(spec: Mapping[str, object] | None) -> dict[str, Range]:
-    """Ranges from a config mapping `{name: [low, high]}` (or `Range`); unnamed ones keep defaults."""
+def make_ranges(
+    spec: Mapping[str, object] | None, defaults: Mapping[str, object] | None = None
+) -> dict[str, Range]:
+    """Ranges from a config mapping `{name: [low, high]}` (or `Range`; None: the default); unnamed ones
+    keep the task's `defaults`, then the table's."""
     ranges = default_ranges()
-    for name, value in (spec or {}).items():
+    for name, value in [*(defaults or {}).items(), *(spec or {}).items()]:
+        if value is None:
+            continue
         p = _check_name(name, "randomization range")
         if isinstance(value, Range):
             rng = value
@@ -192,12 +202,14 @@ def resolve(
 
 
 def ranges_config(table: Mapping[str, Parameter] | None = None) -> type:
-    """Dataclass of `task.randomization`: one `[low, high]` field per parameter, the table's defaults."""
+    """Dataclass of `task.randomization`: one `[low, high]` field per parameter; None (the default) keeps
+    the task's own range (`envs.TASKS[task].ranges`, else the table's)."""
     table = TABLE if table is None else table
     fields = [
-        (n, list[int] if p.integer else list[float], _default([p.low, p.high])) for n, p in table.items()
+        (n, list[int] | None if p.integer else list[float] | None, dataclasses.field(default=None))
+        for n, p in table.items()
     ]
-    doc = "Training ranges [low, high] of the domain-randomization parameters (see envs/parameters.py)."
+    doc = "Training ranges [low, high] of the randomization parameters; None: the task's default."
     return _module_level(
         dataclasses.make_dataclass("RandomizationConfig", fields, namespace={"__doc__": doc})
     )
@@ -224,10 +236,6 @@ def _module_level(cls: type) -> type:
     """Name the class as the module attribute it is bound to below, so configs pickle."""
     cls.__module__ = __name__
     return cls
-
-
-def _default(value: list[float]) -> Any:
-    return dataclasses.field(default_factory=lambda: list(value))
 
 
 RandomizationConfig = ranges_config()

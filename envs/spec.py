@@ -3,14 +3,15 @@
 Pure numpy, like `envs.parameters`: validation, the teacher and the pipeline read a task's rules
 here instead of knowing tasks by name. A rule sees one finished episode (`Trace`); obs/action names
 and the control period come from the env itself (`RandomizedTask.student_names`, `.action_names`,
-`.dt`); its training ranges, where they differ from `envs.parameters.TABLE`'s, from
-`conf/task/<name>.yaml`.
+`.dt`); its default training ranges, where they differ from `envs.parameters.TABLE`'s, here
+(`TaskSpec.ranges`): the env uses them when built without ranges, and `task.randomization.*` starts
+from them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -66,3 +67,5 @@ class TaskSpec:
     failed: Callable[[Trace], bool] = fell
     # per-episode figures beside the return (a velocity-tracking robot: its tracking error)
     metrics: Callable[[Trace], dict[str, float]] = no_metrics
+    # default training ranges {name: (low, high)} where this task's differ from envs.parameters.TABLE
+    ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)

@@ -15,6 +15,7 @@ import mujoco
 import numpy as np
 from gymnasium.envs.mujoco import MujocoEnv
 
+import envs
 from envs import parameters
 from envs import randomization as dr
 from envs.observations import DelayedNoisySensor, ObservationBuilder, student_names
@@ -44,7 +45,7 @@ class RandomizedTask(gym.Env):
     ):
         self.base = base
         self.task = task
-        self.ranges = parameters.make_ranges(randomization)
+        self.ranges = parameters.make_ranges(randomization, envs.task_ranges(task))
         self.dynamics_names = tuple(self.ranges)  # info["dynamics"] keys, in the stores' order
         self._physical = parameters.physical()
         self._nominal = dr.NominalModel.of(base.model)

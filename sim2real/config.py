@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from envs.parameters import RandomizationConfig
+import envs
+from envs.parameters import RandomizationConfig, as_lists, make_ranges
 from sim2real.data.config import CollectConfig, ImportConfig
 from sim2real.deploy.config import DeployConfig
 from sim2real.deploy.dds.mapping import RobotConfig
@@ -30,7 +31,8 @@ class TaskConfig:
     randomization: RandomizationConfig = field(default_factory=RandomizationConfig)
 
     def ranges(self) -> dict[str, list[float]]:
-        return dict(vars(self.randomization))
+        """Every parameter's training range: the ones set here over the task's defaults."""
+        return as_lists(make_ranges(vars(self.randomization), envs.task_ranges(self.name)))
 
 
 @dataclass

@@ -16,7 +16,7 @@ from envs import parameters
 from envs.parameters import Parameter
 from envs.spec import Trace
 from sim2real.artifacts import RunLayout
-from sim2real.config import Config, LoggerConfig
+from sim2real.config import Config, LoggerConfig, TaskConfig
 from sim2real.data.collect import run as collect
 from sim2real.data.config import CollectConfig
 from sim2real.data.store import DemoStore
@@ -80,9 +80,22 @@ def test_a_parameter_added_to_the_table_alone_is_stored_with_the_demos(armature,
 def test_the_configs_are_derived_from_the_table(armature):
     ranges, fixed = parameters.ranges_config(), parameters.fixed_config()
     assert [f.name for f in dataclasses.fields(ranges)] == list(parameters.TABLE)
-    assert ranges().armature_scale == [1.5, 2.5]
+    assert ranges().armature_scale is None  # unset: the task's range, else the table's
+    assert parameters.make_ranges(vars(ranges()))["armature_scale"] == parameters.Range(1.5, 2.5)
     assert fixed(armature_scale=2.0).fixed() == {"armature_scale": 2.0}
     assert fixed().fixed() == {}
+
+
+def test_a_task_owns_its_default_ranges_in_the_env_and_the_config():
+    """Hopper trains without sensor latency (its teacher never meets one); the pendulum keeps the table's."""
+    assert gym.make(envs.env_id("hopper")).unwrapped.ranges["latency_steps"] == parameters.Range(0, 0, True)
+    assert gym.make(envs.env_id("pendulum")).unwrapped.ranges["latency_steps"] == parameters.Range(0, 2, True)
+    hopper = Config(task=TaskConfig(name="hopper"))
+    assert hopper.task.ranges()["latency_steps"] == [0, 0]
+    assert hopper.task.ranges()["mass_scale"] == [0.8, 1.2]  # the table's, where the task names none
+    hopper.task.randomization.latency_steps = [0, 2]  # an explicit range wins over the task's
+    env = gym.make(envs.env_id("hopper"), randomization=hopper.task.ranges())
+    assert env.unwrapped.ranges["latency_steps"] == parameters.Range(0, 2, True)
 
 
 def test_a_task_owns_its_failure_rule_and_metrics():

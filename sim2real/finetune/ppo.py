@@ -116,14 +116,14 @@ def update(
             if s.bc_coef > 0 and r.label is not None:
                 bc = (mean - norm.action(r.label[t, n])).pow(2).mean()
                 loss = loss + s.bc_coef * bc
-                logs["bc"].append(float(bc))
+                logs["bc"].append(float(bc.detach()))
             opt_actor.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_([*student.parameters(), log_std], s.max_grad_norm)
             opt_actor.step()
             with torch.no_grad():
                 kl = float(((ratio - 1) - (logp - r.logp[t, n])).mean())
-            logs["policy"].append(float(pg)), logs["kl"].append(kl)
+            logs["policy"].append(float(pg.detach())), logs["kl"].append(kl)
             logs["clip"].append(float(((ratio - 1).abs() > s.clip).float().mean()))
         if (
             train_actor
