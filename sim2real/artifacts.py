@@ -157,8 +157,22 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def code_version() -> dict[str, str | None]:
-    return {"package": sim2real.__version__, "git_sha": git_sha()}
+def code_version() -> dict[str, Any]:
+    """The package version, the commit, and whether tracked files differed from it (None: no git)."""
+    return {"package": sim2real.__version__, "git_sha": git_sha(), "dirty": git_dirty()}
+
+
+def git_dirty() -> bool | None:
+    """Whether tracked files differ from HEAD: an artifact made so is not exactly its commit."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=5,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return bool(out.stdout.strip()) if out.returncode == 0 else None
 
 
 def utc_now() -> str:

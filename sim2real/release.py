@@ -15,7 +15,15 @@ import shutil
 import sys
 from pathlib import Path
 
-from sim2real.artifacts import POLICY_JSON, POLICY_ONNX, RunLayout, git_sha, sha256_file, utc_now
+from sim2real.artifacts import (
+    POLICY_JSON,
+    POLICY_ONNX,
+    RunLayout,
+    git_sha,
+    read_manifest,
+    sha256_file,
+    utc_now,
+)
 from sim2real.errors import UserError
 from sim2real.validate.verdict import read_report, verdict
 
@@ -45,11 +53,15 @@ def release(run_dir: str | Path, out: str | Path, task: str, seed: int, config: 
         shutil.copy2(layout.export / name, tmp / name)
     shutil.copytree(layout.validation, tmp / "validation")
     report = read_report(layout.report) or {}  # verdict read it already: a JSON object
+    code = (read_manifest(layout.export) or {}).get("code", {})
     manifest = {
         "task": task,
-        "command": command,
+        "command": made_by(layout) or command,  # the command that made the run
         "seed": seed,
-        "commit": git_sha(),
+        "commit": code.get("git_sha"),  # the code that exported the artifact
+        "commit_dirty": code.get("dirty"),  # tracked files differed from that commit (None: unknown)
+        "released_by": command,
+        "released_at": git_sha(),
         "created": utc_now(),
         "artifact_sha256": sha256_file(tmp / POLICY_ONNX),
         "gate": report.get("gate", {}).get("passed"),
@@ -66,6 +78,17 @@ def release(run_dir: str | Path, out: str | Path, task: str, seed: int, config: 
         shutil.rmtree(out)
     tmp.rename(out)
     return out
+
+
+def made_by(layout: RunLayout) -> str | None:
+    """The command line of the newest pipeline run in the run dir (else of its export), from the
+    overrides Hydra recorded there: `sim2real pipeline task=hopper run_dir=...`."""
+    for stage in ("pipeline", "export"):
+        runs = sorted(layout.logs(stage).glob("*/.hydra/overrides.yaml"))
+        if runs:
+            lines = [ln[2:].strip() for ln in runs[-1].read_text().splitlines() if ln.startswith("- ")]
+            return " ".join(["sim2real", stage, *(a for a in lines if not a.startswith("stage="))])
+    return None
 
 
 def run(cfg) -> None:

@@ -5,14 +5,40 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import gymnasium as gym
+import numpy as np
 import pytest
 from test_deploy_policy import tiny_export
 
+import envs
 from sim2real.artifacts import sha256_file
 from sim2real.deploy import load_policy
 from sim2real.errors import UserError
 from sim2real.release import MANIFEST, release
 from sim2real.validate.verdict import require_validated
+
+ROOT = Path(__file__).resolve().parent.parent
+RELEASES = sorted(p.parent for p in (ROOT / "release").glob("*/policy.onnx"))
+
+
+@pytest.mark.parametrize("folder", RELEASES, ids=lambda p: p.name)
+def test_committed_release_is_the_file_its_report_cleared_and_acts_in_its_task(folder):
+    report = json.loads((folder / "validation" / "report.json").read_text())
+    assert report["artifact_sha256"] == sha256_file(folder / "policy.onnx") and report["gate"]["passed"]
+    manifest = json.loads((folder / MANIFEST).read_text())
+    assert manifest["command"].startswith("sim2real ") and manifest["commit"] and "seed" in manifest
+    assert require_validated(folder, folder.parent)["validated"]
+    policy = load_policy(folder)  # through the deploy API, as a robot's computer loads it
+    env = gym.make(envs.env_id(policy.spec.task))
+    obs, _ = env.reset(seed=0)
+    policy.reset()
+    for _ in range(50):
+        action = policy.act(obs["student"])
+        assert action.shape == (policy.spec.action_dim,) and np.isfinite(action).all()
+        obs, _, terminated, truncated, _ = env.step(action)
+        if terminated or truncated:
+            break
+    env.close()
 
 
 def _validated_run(tmp_path: Path, passed: bool = True) -> Path:
@@ -46,3 +72,17 @@ def test_release_refuses_an_export_whose_gate_failed_and_leaves_no_folder(tmp_pa
     with pytest.raises(UserError, match="not released: validation gate failed"):
         release(run, tmp_path / "out", "pendulum", 0, {}, "x")
     assert not (tmp_path / "out").exists()
+
+
+def test_release_names_the_command_and_commit_that_made_the_artifact(tmp_path):
+    run = _validated_run(tmp_path)
+    logs = run / "logs" / "pipeline" / "2026-01-01_00-00-00" / ".hydra"
+    logs.mkdir(parents=True)
+    (logs / "overrides.yaml").write_text("- stage=pipeline\n- task=pendulum\n- seed=3\n")
+    code = {"git_sha": "abc123", "dirty": False, "package": "0.1.0"}
+    (run / "export" / "manifest.json").write_text(json.dumps({"status": "finished", "code": code}))
+    out = release(run, tmp_path / "rel", "pendulum", 3, {}, "sim2real release run_dir=run")
+    manifest = json.loads((out / MANIFEST).read_text())
+    assert manifest["command"] == "sim2real pipeline task=pendulum seed=3"
+    assert manifest["commit"] == "abc123" and manifest["commit_dirty"] is False
+    assert manifest["released_by"] == "sim2real release run_dir=run"
