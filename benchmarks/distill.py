@@ -80,6 +80,11 @@ STUDENTS = {
         {"distill__dagger_rounds": "R", "student__arch": "mlp", "student__drop_prev_action": False},
     ),
     "mlp_bc": ("MLP student, BC", {"distill__dagger_rounds": 0, "student__arch": "mlp"}),
+    # the DAgger transformer, then PPO on its own observations (`sim2real finetune`, the recipe's steps)
+    "finetune": (
+        "DAgger transformer ({r} rounds) + PPO fine-tuning",
+        {"distill__dagger_rounds": "R", "finetune": 1},
+    ),
 }
 
 
@@ -96,6 +101,7 @@ def collect_demos(cfg: Config, expert, n: int, path: Path, seed: int) -> Path:
 def train_student(cfg: Config, demos: Path, work: Path, name: str, expert, **over) -> tuple[Trainer, float]:
     """A student trained from a fresh copy of the demos (DAgger appends to its own copy)."""
     c = copy.deepcopy(cfg)
+    tune = bool(over.pop("finetune", False)) and c.finetune.enabled
     for key, value in over.items():
         group, field = key.split("__")
         setattr(getattr(c, group), field, value)
@@ -108,6 +114,12 @@ def train_student(cfg: Config, demos: Path, work: Path, name: str, expert, **ove
         c, run / "demos.zarr", run / "student", expert=expert if c.distill.dagger_rounds else None
     )
     trainer.fit()
+    if tune:  # PPO from the distilled student; the kept one replaces it in the trainer
+        from sim2real.finetune.stage import Finetuner
+        from sim2real.student.checkpoint import load_student
+
+        Finetuner(c, run / "student", run / "finetune", "benchmark").fit()
+        trainer.model = load_student(run / "finetune")
     return trainer, time.monotonic() - t0
 
 
@@ -202,7 +214,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rl-algos", default="teacher", help="comma list of ppo,sac; 'teacher': its algo; none")
     p.add_argument("--nominal", action="store_true", help="nominal dynamics throughout (no randomization)")
-    default = "bc,dagger,mlp,mlp_prev"
+    default = "bc,dagger,finetune,mlp,mlp_prev"
     p.add_argument(
         "--students", default=default, help=f"comma list of {', '.join(STUDENTS)} (default {default})"
     )
