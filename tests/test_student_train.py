@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 from sim2real.config import Config
 from sim2real.data.schema import StoreSpec
 from sim2real.data.store import DemoStore
+from sim2real.errors import UserError
 from sim2real.student import load_student
 from sim2real.student.dagger import SOURCE_KIND, beta_for_round, collect_round
 from sim2real.student.optim import masked_mse
@@ -165,3 +166,36 @@ def test_return_conditioned_student_sees_each_episodes_return(tmp_path, store):
     trainer.fit()
     model = load_student(tmp_path / "student")
     assert model.cfg.rtg and model.state_size() == trainer.model.state_size()
+
+
+def test_auxiliary_privileged_head_learns_the_state_and_stays_out_of_the_export(tmp_path, store):
+    """student.aux_privileged: a head predicts the privileged obs from the history while the action head
+    trains; the streaming step (what export runs) computes the same actions with or without it."""
+    cfg = make_cfg(tmp_path, "distill.steps=150", "distill.checkpoint_every=0", "student.aux_privileged=1.0")
+    trainer = Trainer(cfg, store, tmp_path / "student")
+    batch = trainer.sampler.sample(256)
+    assert batch.privileged is not None and batch.privileged.shape[:2] == batch.obs.shape[:2]
+    mean, std = trainer.aux
+
+    def aux_loss() -> float:
+        with torch.no_grad():
+            _, aux = trainer.model(batch.obs, batch.mask, aux=True)
+            return float(masked_mse(aux, (batch.privileged - mean) / std, batch.mask))
+
+    before = aux_loss()
+    trainer.fit()
+    assert aux_loss() < 0.8 * before  # angle and velocity from the history (the parameters barely)
+    model = trainer.model.eval()
+    obs = batch.obs[:4]
+    with torch.no_grad():
+        window = model(obs, torch.ones(obs.shape[:2], dtype=torch.bool))[:, -1]
+        step, state = model.streaming(), torch.zeros(4, model.state_size())
+        for t in range(obs.shape[1]):
+            action, state = step(obs[:, t], state)
+    assert torch.allclose(model.normalizer.unaction(window), action, atol=1e-5)
+
+
+def test_auxiliary_loss_on_an_mlp_student_is_refused(tmp_path, store):
+    cfg = make_cfg(tmp_path, "student.arch=mlp", "student.aux_privileged=1.0")
+    with pytest.raises(UserError, match="needs a transformer student"):
+        Trainer(cfg, store, tmp_path / "student")

@@ -23,6 +23,7 @@ class WindowBatch:
     action: torch.Tensor  # (B, K, Da) f32 label: expert_action, or the executed action where it is NaN
     mask: torch.Tensor  # (B, K) bool, False on padding and on steps with no label
     rtg: torch.Tensor  # (B, K) f32 return-to-go from each step to the episode end (NaN without rewards)
+    privileged: torch.Tensor | None = None  # (B, K, Dp) f32 privileged obs, when the sampler was asked for it
 
 
 def labels(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -77,6 +78,7 @@ class WindowSampler:
         episodes: np.ndarray | None = None,
         device: str | torch.device = "cpu",
         seed: int = 0,
+        privileged: bool = False,
     ):
         if history < 1:
             raise ValueError(f"history={history} must be >= 1")
@@ -101,6 +103,7 @@ class WindowSampler:
         self.label = padded(label)  # (N+1, Da)
         self.labelled = padded(np.isfinite(label).all(axis=1))  # (N+1,) False on the pad row
         self.rtg = padded(returns_to_go(arrays["reward"], ends))  # (N+1,)
+        self.privileged = padded(arrays["privileged_obs"].astype(np.float32)) if privileged else None
         self.t_in_ep = torch.as_tensor(t_in_ep).to(self.device)  # (N,) int64
         self.has_rewards = bool(np.isfinite(arrays["reward"]).all())
         self.num_windows = int(ends[-1])
@@ -121,6 +124,9 @@ class WindowSampler:
             action=self.label.index_select(0, flat).view(b, k, -1),
             mask=self.labelled.index_select(0, flat).view(b, k),
             rtg=self.rtg.index_select(0, flat).view(b, k),
+            privileged=None
+            if self.privileged is None
+            else self.privileged.index_select(0, flat).view(b, k, -1),
         )
 
     def sample(self, batch_size: int) -> WindowBatch:

@@ -31,6 +31,9 @@ class StudentConfig:
     # scaled; at deployment it is conditioned on `rtg_quantile` of the training returns
     rtg: bool = False
     rtg_quantile: float = 0.9
+    # weight of an auxiliary loss: predict the (normalized) privileged observation from the history, as a
+    # concurrent state estimator; shapes what the student extracts from its sensors (0: off)
+    aux_privileged: float = 0.0
 
     def __post_init__(self) -> None:
         p = "student"

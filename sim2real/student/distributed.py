@@ -129,7 +129,8 @@ def shard(batch: WindowBatch, world: World) -> WindowBatch:
         return batch
     n = batch.obs.shape[0] // world.size
     lo = world.rank * n
-    return WindowBatch(**{f.name: getattr(batch, f.name)[lo : lo + n] for f in fields(batch)})
+    part = {f.name: getattr(batch, f.name) for f in fields(batch)}
+    return WindowBatch(**{k: None if v is None else v[lo : lo + n] for k, v in part.items()})
 
 
 def sharded_masked_mse(

@@ -43,20 +43,23 @@ class ModelConfig:
     task: str = ""
     control_dt: float = 0.0
     history: int = 16  # training window length K
+    aux_dim: int = (
+        0  # >0: a head that predicts the privileged obs (B, T, aux_dim) from the history (training only)
+    )
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_student(cls, s: StudentConfig, obs_names: Sequence[str], action_names: Sequence[str],
-                     task: str, control_dt: float) -> ModelConfig:  # fmt: skip
+                     task: str, control_dt: float, aux_dim: int = 0) -> ModelConfig:  # fmt: skip
         """The model a `student.*` config describes, for these observation and action names."""
         return cls(
             arch=s.arch, obs_dim=len(obs_names), action_dim=len(action_names), attn_window=s.attn_window,
             conv_kernel=s.conv_kernel, n_layer=s.n_layer, n_head=s.n_head, n_embd=s.n_embd,
             dropout=s.dropout, mlp_hidden=s.mlp_hidden, rtg=s.rtg, drop_prev_action=s.drop_prev_action,
             obs_names=list(obs_names), action_names=list(action_names), task=task,
-            control_dt=float(control_dt), history=s.history,
+            control_dt=float(control_dt), history=s.history, aux_dim=aux_dim if s.aux_privileged > 0 else 0,
         )  # fmt: skip
 
 
@@ -91,6 +94,7 @@ class SelfAttention(nn.Module):
         y = self.drop(att) @ v  # (B, nh, T, hd)
         return self.proj(y.transpose(1, 2).reshape(B, T, C))  # (B, T, C)
 
+
 class ConvEmbed(nn.Module):
     """Step embedding from the last k inputs, a causal convolution: local differences (velocities
     from positions) in one linear map, which attention alone (convex mixing) learns slowly."""
@@ -104,6 +108,7 @@ class ConvEmbed(nn.Module):
         x = torch.where(valid[..., None], x, torch.zeros((), device=x.device))  # (B, T, F) padding: 0
         x = F.pad(x.transpose(1, 2), (self.k - 1, 0))  # (B, F, k-1+T) steps before the window: 0
         return self.conv(x).transpose(1, 2)  # (B, T, C)
+
 
 class Block(nn.Module):
     def __init__(self, cfg: ModelConfig):
@@ -121,6 +126,7 @@ class Block(nn.Module):
         x = x + self.attn(self.ln_1(x), allowed, offset)  # (B, T, C)
         return x + self.mlp(self.ln_2(x))
 
+
 class StudentTransformer(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -136,6 +142,9 @@ class StudentTransformer(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.ln_f = nn.LayerNorm(cfg.n_embd)
         self.head = nn.Linear(cfg.n_embd, cfg.action_dim)
+        # concurrent state estimation: predicting the privileged obs shapes the features the action head
+        # reads; never exported (the streaming step computes the action alone)
+        self.aux = nn.Linear(cfg.n_embd, cfg.aux_dim) if cfg.aux_dim else None
         self.apply(_init_weights)
 
     def receptive_field(self) -> int:
@@ -147,13 +156,17 @@ class StudentTransformer(nn.Module):
         c = self.cfg
         return c.n_layer * (c.attn_window - 1) * (2 * c.n_embd + 1) + (c.conv_kernel - 1) * self.in_dim
 
-    def forward(self, obs: Tensor, valid: Tensor, rtg: Tensor | None = None) -> Tensor:
-        """Normalized action per step (B, T, Da) from raw obs (B, T, Ds); invalid steps are ignored."""
+    def forward(self, obs: Tensor, valid: Tensor, rtg: Tensor | None = None, aux: bool = False):
+        """Normalized action per step (B, T, Da) from raw obs (B, T, Ds); invalid steps are ignored.
+        With `aux`: (action, normalized privileged-obs prediction (B, T, aux_dim))."""
         x = self.drop(self.embed(self.normalizer.features(obs, rtg, self.cfg.rtg), valid))  # (B, T, C)
         allowed, offset = self.attention_mask(valid)
         for block in self.blocks:
             x = block(x, allowed, offset)
-        return self.head(self.ln_f(x))  # (B, T, Da)
+        x = self.ln_f(x)
+        if aux:
+            return self.head(x), self.aux(x)  # (B, T, Da), (B, T, Dp)
+        return self.head(x)  # (B, T, Da)
 
     def attention_mask(self, valid: Tensor) -> tuple[Tensor, Tensor]:
         """Which keys each query sees: itself and the valid steps of the W-1 before it.

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from sim2real.artifacts import RunLayout, sha256_file, sha256_tree, stage_run
 from sim2real.config import Config, LoggerConfig
 from sim2real.data.sampler import WindowSampler, fit_stats, split_episodes
-from sim2real.data.store import exists, stored_path
+from sim2real.data.store import exists, select_episodes, stored_path
 from sim2real.errors import UserError
 from sim2real.metrics import MetricLogger
 from sim2real.stages import output_fields
@@ -125,6 +125,7 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.model = ckpt.build_model(self._model_config()).to(self.device)
         self._fit_normalizer()
+        self.aux = self._aux_targets()
         self.opt = make_optimizer(self.model, self.dc, self.device)
         log_cfg = cfg.logger if self.world.is_main else LoggerConfig(kind="none")
         self.logger = MetricLogger(log_cfg, out, "distill", asdict(cfg))
@@ -163,7 +164,10 @@ class Trainer:
         K, dev, seed = self.cfg.student.history, self.device, self.cfg.seed
         arrays = return_conditioned(self.arrays, self.data) if self.cfg.student.rtg else self.arrays
         step_seed = seed + 7919 * self.step
-        self.sampler = WindowSampler(arrays, K, episodes=self.train_eps, device=dev, seed=step_seed)
+        aux = self.cfg.student.aux_privileged > 0
+        self.sampler = WindowSampler(
+            arrays, K, episodes=self.train_eps, device=dev, seed=step_seed, privileged=aux
+        )
         if val:
             self.val_sampler = WindowSampler(arrays, K, episodes=self.val_eps, device=dev, seed=seed)
 
@@ -171,13 +175,29 @@ class Trainer:
         s = self.cfg.student
         if s.arch == "transformer" and not 1 <= s.attn_window <= s.history:
             raise UserError(f"student.attn_window={s.attn_window} must be in 1..student.history={s.history}")
+        if s.aux_privileged > 0 and (s.arch != "transformer" or not self.spec.privileged_dim):
+            raise UserError(
+                f"student.aux_privileged={s.aux_privileged} needs a transformer student and a store with "
+                f"privileged observations ({self.data}: arch={s.arch}, "
+                f"privileged_dim={self.spec.privileged_dim})"
+            )
         return ModelConfig.from_student(
             s,
             self.spec.student_names,
             self.spec.action_names,
             self.spec.task or self.cfg.task.name,
             float(self.spec.control_dt or 0.0),
+            aux_dim=int(self.spec.privileged_dim),
         )
+
+    def _aux_targets(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(mean, std) (Dp,) of the privileged obs on the training episodes: the auxiliary loss's scale."""
+        if self.cfg.student.aux_privileged <= 0:
+            return None
+        priv = select_episodes(self.arrays, self.train_eps)["privileged_obs"].astype(np.float64)  # (n, Dp)
+        std = np.where(priv.std(0) < 1e-6, 1.0, priv.std(0))
+        return (torch.as_tensor(priv.mean(0), dtype=torch.float32, device=self.device),
+                torch.as_tensor(std, dtype=torch.float32, device=self.device))  # fmt: skip
 
     def _fit_normalizer(self) -> None:
         stats: dict[str, Any] = dict(fit_stats(self.arrays, self.train_eps))
@@ -250,11 +270,18 @@ class Trainer:
         for group in self.opt.param_groups:
             group["lr"] = lr
         part = shard(batch, self.world)
+        rtg = part.rtg if self.cfg.student.rtg else None
         with self._autocast():
-            pred = self.train_forward(part.obs, part.mask, part.rtg if self.cfg.student.rtg else None)
+            out = self.train_forward(part.obs, part.mask, rtg, aux=self.aux is not None)
+        pred, aux = out if self.aux is not None else (out, None)
         target = self.model.normalizer.action(part.action)
         loss = sharded_masked_mse(self._past_bounds(pred, target, part.action), target, part.mask, batch.mask,
                                   self.world)  # fmt: skip
+        if aux is not None:
+            mean, std = self.aux
+            aux_target = (part.privileged - mean) / std  # (b, K, Dp)
+            aux_loss = sharded_masked_mse(aux, aux_target, part.mask, batch.mask, self.world)
+            loss = loss + self.cfg.student.aux_privileged * aux_loss
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.dc.grad_clip)
