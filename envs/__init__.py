@@ -6,7 +6,7 @@ without Gymnasium or MuJoCo (the robot-side runtime uses it).
 
 from __future__ import annotations
 
-from envs.spec import TaskSpec, fell, not_upright_at_end, upright_metric
+from envs.spec import TaskSpec, fell, not_upright_at_end, upright_metric, velocity_tracking
 
 # latency_steps counts control steps: one is 8 ms at 125 Hz (Hopper, Walker2d), 50 ms at 20 Hz (HalfCheetah,
 # Ant). Their teachers act on the undelayed state and break when fed their own observation one step late
@@ -35,6 +35,16 @@ TASKS: dict[str, TaskSpec] = {
     "walker2d": _locomotion("Walker2d", "walker2d"),
     "halfcheetah": _locomotion("HalfCheetah", "halfcheetah"),
     "ant": _locomotion("Ant", "ant"),
+    # Go2 velocity tracking: 20 s at 50 Hz; failed when it falls; tracking errors from the privileged
+    # observation's base velocity and command columns (envs.go2.BASE_OBS)
+    "go2": TaskSpec(
+        "sim2real/Go2-v0",
+        "envs.go2:make_task",
+        1000,
+        failed=fell,
+        metrics=velocity_tracking(lin_vel=0, ang_vel=3, command=9),
+        ranges=NO_LATENCY,
+    ),
 }
 
 

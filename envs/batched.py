@@ -78,12 +78,21 @@ class Rules:
         raise ValueError(f"no batched rules for {type(base).__name__}")
 
 
-BATCHED = ("hopper", "walker2d", "halfcheetah")  # tasks whose base env `Rules.of` reads
+BATCHED = ("hopper", "walker2d", "halfcheetah", "go2")  # `Rules.of` reads the first three; go2 has its own
 
 
 def supports(task: str) -> bool:
     """Whether `task` can be stepped as a `BatchedTask` (its base env's rules are written here)."""
     return task in BATCHED
+
+
+def make(task: str, n: int, randomization: Mapping[str, Any] | None = None, nthread: int = 0) -> BatchedTask:
+    """n batched simulations of `task` (a `BatchedTask`, or the class that holds that task's rules)."""
+    if task == "go2":
+        from envs.batched_go2 import BatchedGo2
+
+        return BatchedGo2(n, randomization, nthread=nthread)
+    return BatchedTask(task, n, randomization, nthread=nthread)
 
 
 class _SimFields:
@@ -113,7 +122,9 @@ class BatchedTask:
         self.task, self.n = task, n
         self.max_steps = envs.spec(task).episode_steps
         self.ranges = single.ranges
-        self.rules = Rules.of(single.base)
+        self.rules = self._rules_of(single.base)
+        self.action_low = single.action_space.low.astype(np.float64)  # (nu,)
+        self.action_high = single.action_space.high.astype(np.float64)  # (nu,)
         model = single.base.model
         self._nominal = dr.NominalModel.of(model)
         self._physical = parameters.physical()
@@ -132,6 +143,10 @@ class BatchedTask:
         self.dynamics: list[dict[str, float]] = [parameters.nominal() for _ in range(n)]
         self.elapsed = np.zeros(n, dtype=np.int64)  # control steps in the current episode
         single.close()
+
+    def _rules_of(self, base: Any) -> Any:
+        """The rules this class evaluates, read from the single env's base."""
+        return Rules.of(base)
 
     def reset(
         self,
@@ -168,7 +183,11 @@ class BatchedTask:
         dr.apply(self._sims[i], self._nominal, dyn)
         self._params[i] = [dyn[n] for n in self._physical]
         self.dynamics[i] = dyn
-        r, s, base_rng = self.rules, self.rules.noise_scale, self._base_rng[i]
+        return self._initial_state(i, self._base_rng[i])
+
+    def _initial_state(self, i: int, base_rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Simulation i's (qpos, qvel) at reset, drawn as the base env's `reset_model` draws them."""
+        r, s = self.rules, self.rules.noise_scale
         qpos = r.init_qpos + base_rng.uniform(-s, s, size=r.init_qpos.size)
         if r.normal_qvel_noise:
             qvel = r.init_qvel + s * base_rng.standard_normal(r.init_qvel.size)
@@ -192,9 +211,9 @@ class BatchedTask:
         return obs
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """actions (n, nu), clipped to [-1, 1] -> obs (n, Dp), reward, terminated, truncated (n,) each."""
+        """actions (n, nu), clipped to the bounds -> obs (n, Dp), reward, terminated, truncated (n,)."""
         r = self.rules
-        act = np.clip(actions, -1.0, 1.0, out=self._act)  # (n, nu) float64, as the single env's
+        act = np.clip(actions, self.action_low, self.action_high, out=self._act)  # (n, nu) f64, as single
         x_before = self._qpos[:, 0].copy()
         self._ctrl[:] = act
         self.batch.step(nstep=r.frame_skip)

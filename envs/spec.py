@@ -49,6 +49,24 @@ def upright_metric(column: int = 0, tail: float = 0.25) -> Callable[[Trace], dic
     return metrics
 
 
+def velocity_tracking(lin_vel: int, ang_vel: int, command: int) -> Callable[[Trace], dict[str, float]]:
+    """RMS velocity-tracking errors of a commanded-velocity robot, from the privileged observation:
+    columns `lin_vel`.. (vx, vy, vz), `ang_vel`.. (wx, wy, wz), `command`.. (vx, vy, yaw rate)."""
+
+    def metrics(trace: Trace) -> dict[str, float]:
+        p = trace.privileged
+        if not len(p):
+            return {"lin_vel_rmse": float("nan"), "yaw_rate_rmse": float("nan")}
+        lin_err = p[:, command : command + 2] - p[:, lin_vel : lin_vel + 2]  # (T, 2)
+        yaw_err = p[:, command + 2] - p[:, ang_vel + 2]  # (T,)
+        return {
+            "lin_vel_rmse": float(np.sqrt(np.mean(np.sum(lin_err**2, axis=1)))),
+            "yaw_rate_rmse": float(np.sqrt(np.mean(yaw_err**2))),
+        }
+
+    return metrics
+
+
 def no_metrics(trace: Trace) -> dict[str, float]:
     return {}
 

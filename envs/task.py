@@ -52,7 +52,12 @@ class RandomizedTask(gym.Env):
         self.sensors = make_sensors(base.model)
         self.action_names = _actuator_names(base.model)
         self.student_names = student_names(self.sensors.names, self.action_names)
-        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(base.model.nu,), dtype=np.float32)
+        # the base's action bounds (Gymnasium's: the actuators' ctrlrange, [-1, 1] for the -v5 tasks)
+        low, high = (
+            np.asarray(base.action_space.low, np.float64),
+            np.asarray(base.action_space.high, np.float64),
+        )
+        self.action_space = gym.spaces.Box(low.astype(np.float32), high.astype(np.float32), dtype=np.float32)
         base_dim = base.observation_space.shape[0]
         self.privileged_dim = base_dim + len(self._physical)
         self.observation_space = gym.spaces.Dict(
@@ -68,7 +73,7 @@ class RandomizedTask(gym.Env):
             len(self.sensors.names), self.sensors.features_into, nu, base_dim, len(self._physical)
         )
         self._action = np.zeros(nu)  # (nu,) last executed action, clipped; reused each step
-        self._action_low, self._action_high = np.full(nu, -1.0), np.full(nu, 1.0)
+        self._action_low, self._action_high = low, high
         self._dyn: dict[str, float] = parameters.nominal()
 
     @property

@@ -49,7 +49,7 @@ def usage() -> str:
         lines.append(f"  {name + ' ' + sub:<14} {doc}")
     lines += [
         "",
-        "common overrides: task=pendulum|hopper|walker2d|halfcheetah|ant  run_dir=PATH  seed=N",
+        "common overrides: task=pendulum|hopper|walker2d|halfcheetah|ant|go2  run_dir=PATH  seed=N",
         "                  logger=none|local|wandb",
         "sweeps: sim2real pipeline -m seed=0,1,2 [hydra/launcher=local|slurm|ray_cluster]  (docs/sweeps.md)",
         "`sim2real <stage> --cfg job` prints the resolved config; `--help` after a stage lists groups.",

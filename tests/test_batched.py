@@ -8,21 +8,22 @@ import pytest
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 import envs
+from envs import batched
 from envs.batched import BatchedTask
 from sim2real.teacher.vec import BatchedVecEnv, make_privileged_env, make_training_env
 
 
-@pytest.mark.parametrize("task", ["hopper", "walker2d", "halfcheetah"])
+@pytest.mark.parametrize("task", ["hopper", "walker2d", "halfcheetah", "go2"])
 def test_batched_env_matches_the_single_env_step_for_step(task):
     n, steps = 3, 150
-    batch = BatchedTask(task, n, nthread=2)
+    batch = batched.make(task, n, nthread=2)
     singles = [gym.make(envs.env_id(task)) for _ in range(n)]
     batch.reset(range(n), seeds=[10 + i for i in range(n)])
     first = np.stack([s.reset(seed=10 + i)[0]["privileged"] for i, s in enumerate(singles)])
     np.testing.assert_array_equal(batch.observe(), first)
     rng, ended = np.random.default_rng(0), 0
     for _ in range(steps):
-        actions = rng.uniform(-1.5, 1.5, (n, batch.nu))  # past the limits: both clip
+        actions = rng.uniform(1.5 * batch.action_low, 1.5 * batch.action_high, (n, batch.nu))  # both clip
         obs, reward, terminated, truncated = batch.step(actions)
         for i, single in enumerate(singles):
             s_obs, s_rew, s_term, s_trunc, info = single.step(actions[i])

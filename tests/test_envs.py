@@ -80,10 +80,12 @@ def test_legged_student_sees_only_onboard_sensors(made, task):
 def test_executed_action_is_clipped_into_the_student_prev_action(made, task):
     env = made[task]
     env.reset(seed=0)
-    action = np.full(env.action_space.shape, 3.0, dtype=np.float32)
-    action[0] = -3.0
+    low, high = env.action_space.low, env.action_space.high
+    action = (3.0 * high).astype(np.float32)  # past both bounds
+    action[0] = 3.0 * low[0]
     obs, *_ = env.step(action)
-    expected = np.clip(action, -1.0, 1.0)
+    expected = np.clip(action, low, high)
+    assert not np.array_equal(expected, action)
     assert np.array_equal(obs["student"][-len(action) :], expected)
 
 
@@ -144,7 +146,8 @@ def test_student_obs_is_what_the_robot_side_builder_makes_from_sensor_readings(m
     for action in random_actions(env, 5, seed=2):
         obs, *_ = env.step(action)
         readings = task_env.sensors.readings(task_env.data)
-        built = student_vector(readings, task_env.student_names, np.clip(action, -1, 1))
+        executed = np.clip(action, env.action_space.low, env.action_space.high)
+        built = student_vector(readings, task_env.student_names, executed)
         assert np.array_equal(obs["student"], built)
 
 

@@ -75,7 +75,7 @@ def make_training_env(task: str, ranges: dict[str, Any], n_envs: int, kind: str,
 
 
 class BatchedVecEnv(VecEnv):
-    """SB3 VecEnv over `envs.batched.BatchedTask`: privileged observations, auto-reset as DummyVecEnv.
+    """SB3 VecEnv over `envs.batched.make(task)`: privileged observations, auto-reset as DummyVecEnv.
 
     Env i's first episode is seeded `seed + i` by `seed()`, later ones continue its stream, as a
     seeded DummyVecEnv of single envs does; terminal observations and `TimeLimit.truncated` are in
@@ -83,9 +83,10 @@ class BatchedVecEnv(VecEnv):
     """
 
     def __init__(self, task: str, ranges: dict[str, Any] | None, n_envs: int, nthread: int = 0):
-        self.sim = batched.BatchedTask(task, n_envs, ranges, nthread=nthread or usable_cores())
+        self.sim = batched.make(task, n_envs, ranges, nthread=nthread or usable_cores())
         obs_space = gym.spaces.Box(-np.inf, np.inf, shape=(self.sim.obs_dim,), dtype=np.float32)
-        act_space = gym.spaces.Box(-1.0, 1.0, shape=(self.sim.nu,), dtype=np.float32)
+        low, high = self.sim.action_low.astype(np.float32), self.sim.action_high.astype(np.float32)
+        act_space = gym.spaces.Box(low, high, dtype=np.float32)
         super().__init__(n_envs, obs_space, act_space)
         self._actions = np.zeros((n_envs, self.sim.nu))
 

@@ -1,0 +1,309 @@
+"""Go2: a Go2-class quadruped tracking a commanded base velocity (vx, vy, yaw rate).
+
+The model (`envs/assets/go2.xml`) is this project's own MJCF from Unitree's published figures. Control
+is as on the robot: the policy (50 Hz) gives joint position offsets from the standing pose (action
+scale 0.25 rad, as `conf/robot/go2.yaml`), and the motors' PD law (kp 20, kd 0.5) turns them into
+torques at every 200 Hz physics step, clipped at the published torque limits. The rewards are the
+velocity-tracking terms of legged-locomotion work (legged_gym): tracking kernels, vertical velocity,
+roll/pitch rate, orientation, torques, joint accelerations, action rate, feet air time, collisions.
+The command is resampled during the episode and kept in `MjData.userdata`, so the student reads it as
+a named reading (`command/vx`, ...) like every other input.
+
+The rules are written once, on (n, ...) arrays (`Go2Rules`): the single env is a batch of one, and
+`envs.batched_go2` steps n simulations with `mujoco.batch` under the same rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import mujoco
+import numpy as np
+from gymnasium.envs.mujoco import MujocoEnv
+from gymnasium.spaces import Box
+
+from envs.sensors import SensorSuite, legged_suite
+from envs.task import RandomizedTask
+
+XML = Path(__file__).parent / "assets" / "go2.xml"
+LEGS = ("FR", "FL", "RR", "RL")  # the vendor's motor order: leg x (hip, thigh, calf)
+JOINTS = tuple(f"{leg}_{part}_joint" for leg in LEGS for part in ("hip", "thigh", "calf"))
+# standing pose (rad), legged_gym's Go2 default joint angles; conf/robot/go2.yaml holds the same numbers
+STANDING = {
+    "FR_hip_joint": -0.1, "FR_thigh_joint": 0.8, "FR_calf_joint": -1.5,
+    "FL_hip_joint": 0.1, "FL_thigh_joint": 0.8, "FL_calf_joint": -1.5,
+    "RR_hip_joint": -0.1, "RR_thigh_joint": 1.0, "RR_calf_joint": -1.5,
+    "RL_hip_joint": 0.1, "RL_thigh_joint": 1.0, "RL_calf_joint": -1.5,
+}  # fmt: skip
+KP, KD, ACTION_SCALE = 20.0, 0.5, 0.25
+ACTION_LIMIT = 4.0  # |offset| ≤ 1 rad from the standing pose
+FRAME_SKIP = 4  # 200 Hz physics, 50 Hz policy
+COMMAND_NAMES = ("command/vx", "command/vy", "command/yaw_rate")
+COMMAND_LOW = np.array([-1.0, -0.5, -1.0])  # m/s, m/s, rad/s
+COMMAND_HIGH = np.array([1.0, 0.5, 1.0])
+COMMAND_PERIOD = 500  # control steps (10 s) between command draws
+STANDING_COMMAND_PROB = 0.1  # share of draws that command standing still
+RESET_JOINT_NOISE = 0.1  # rad, uniform, around the standing pose
+RESET_VEL_NOISE = 0.2  # m/s, uniform, trunk vx and vy
+
+# reward weights, each multiplied by the control period (as legged_gym does)
+REWARD = {
+    "tracking_lin_vel": 1.0,
+    "tracking_ang_vel": 0.5,
+    "lin_vel_z": -2.0,
+    "ang_vel_xy": -0.05,
+    "orientation": -1.0,
+    "torques": -2e-4,
+    "dof_acc": -2.5e-7,
+    "action_rate": -0.01,
+    "feet_air_time": 1.0,
+    "collision": -1.0,
+}
+TRACKING_SIGMA = 0.25
+AIR_TIME_TARGET = 0.5  # s: a foot that lands after longer earns the difference
+CONTACT_FORCE = 1.0  # N: a touch sensor above this is a contact
+MIN_TRUNK_HEIGHT = 0.12  # m; lower, or tilted past 60°, or trunk or hip touching the ground: a fall
+MAX_TILT_GRAVITY_Z = -0.5  # gravity's trunk-frame z above this: tilted past 60°
+
+# privileged base observation layout (the robot sees none of it directly)
+BASE_OBS = (
+    [f"base_lin_vel/{c}" for c in "xyz"]
+    + [f"base_ang_vel/{c}" for c in "xyz"]
+    + [f"gravity/{c}" for c in "xyz"]
+    + [f"command/{c}" for c in ("vx", "vy", "yaw_rate")]
+    + [f"joint_pos/{j}" for j in JOINTS]
+    + [f"joint_vel/{j}" for j in JOINTS]
+    + [f"last_action/{j}" for j in JOINTS]
+    + [f"foot_force/{leg}" for leg in LEGS]
+    + ["base_height"]
+)
+LIN_VEL, ANG_VEL, GRAVITY, COMMAND = 0, 3, 6, 9  # first columns of those blocks (envs.TASKS["go2"] metrics)
+
+
+class Sim(Protocol):
+    """n simulations' live (n, ...) views of MjData fields, and one physics step of all of them."""
+
+    qpos: np.ndarray
+    qvel: np.ndarray
+    ctrl: np.ndarray
+    actuator_force: np.ndarray
+    sensordata: np.ndarray
+    xmat: np.ndarray  # (n, nbody, 9)
+    userdata: np.ndarray
+
+    def advance(self) -> None: ...
+
+
+@dataclass
+class State:
+    """What the rules remember between control steps, per simulation."""
+
+    action: np.ndarray  # (n, 12) last action
+    dq: np.ndarray  # (n, 12) joint velocities at the last control step
+    air_time: np.ndarray  # (n, 4) seconds each foot has been off the ground
+    steps: np.ndarray  # (n,) control steps into the episode
+
+    @classmethod
+    def zeros(cls, n: int) -> State:
+        return cls(np.zeros((n, 12)), np.zeros((n, 12)), np.zeros((n, 4)), np.zeros(n, dtype=np.int64))
+
+
+class Go2Rules:
+    """Control, measurement, reward, termination and observation of n simulations of the Go2 model."""
+
+    def __init__(self, model: mujoco.MjModel):
+        ids = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, j) for j in JOINTS]
+        self.qadr = np.array([model.jnt_qposadr[j] for j in ids])  # (12,)
+        self.dadr = np.array([model.jnt_dofadr[j] for j in ids])  # (12,)
+        self.standing = np.array([STANDING[j] for j in JOINTS])  # (12,)
+        self.trunk = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, "trunk")
+        self.dt = float(model.opt.timestep) * FRAME_SKIP
+
+        def sensor(name: str, dim: int) -> slice:
+            i = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SENSOR, name)
+            if i < 0:
+                raise ValueError(f"{XML}: no sensor {name!r}")
+            return slice(int(model.sensor_adr[i]), int(model.sensor_adr[i]) + dim)
+
+        self.lin_vel, self.ang_vel = sensor("trunk_lin_vel", 3), sensor("trunk_ang_vel", 3)
+        self.feet = slice(sensor("FR_foot_touch", 1).start, sensor("RL_foot_touch", 1).stop)  # (4,)
+        self.falls = [sensor(f"{leg}_hip_touch", 1).start for leg in LEGS] + [sensor("trunk_touch", 1).start]
+        self.limbs = [sensor(f"{leg}_{p}_touch", 1).start for p in ("thigh", "calf") for leg in LEGS]
+
+    def act(self, sim: Sim, action: np.ndarray) -> np.ndarray:
+        """Hold position targets from `action` (n, 12) for one control step under the motors' PD law;
+        returns each simulation's mean squared joint torque sum (n,)."""
+        target = self.standing + ACTION_SCALE * action  # (n, 12)
+        torque_sq = np.zeros(len(action))
+        for _ in range(FRAME_SKIP):
+            sim.ctrl[:] = KP * (target - sim.qpos[:, self.qadr]) - KD * sim.qvel[:, self.dadr]
+            sim.advance()  # the actuators' ctrlrange clips at the torque limits; gear = motor strength
+            torque_sq += np.square(sim.actuator_force).sum(1)
+        return torque_sq / FRAME_SKIP
+
+    def gravity(self, sim: Sim) -> np.ndarray:
+        """(n, 3) unit gravity direction in the trunk frame: minus the trunk rotation's third row."""
+        return -sim.xmat[:, self.trunk, 6:9]
+
+    def step(
+        self, sim: Sim, state: State, action: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """One control step of `action` (n, 12), already clipped -> obs (n, D), reward (n,),
+        terminated (n,), reward terms {name: (n,)}. Updates `state`; the command is redrawn by the caller."""
+        torque_sq = self.act(sim, action)
+        touch = sim.sensordata
+        feet = touch[:, self.feet] > CONTACT_FORCE  # (n, 4)
+        limb_hits = (touch[:, self.limbs] > CONTACT_FORCE).sum(1)  # (n,)
+        fell = (touch[:, self.falls] > CONTACT_FORCE).any(1)  # (n,)
+        lin, ang, gravity = touch[:, self.lin_vel], touch[:, self.ang_vel], self.gravity(sim)
+        command, dq = sim.userdata[:, :3], sim.qvel[:, self.dadr]
+        first_contact = feet & (state.air_time > 0.0)
+        moving = np.linalg.norm(command[:, :2], axis=1) > 0.1
+        terms = {
+            "tracking_lin_vel": np.exp(-np.square(command[:, :2] - lin[:, :2]).sum(1) / TRACKING_SIGMA),
+            "tracking_ang_vel": np.exp(-np.square(command[:, 2] - ang[:, 2]) / TRACKING_SIGMA),
+            "lin_vel_z": np.square(lin[:, 2]),
+            "ang_vel_xy": np.square(ang[:, :2]).sum(1),
+            "orientation": np.square(gravity[:, :2]).sum(1),
+            "torques": torque_sq,
+            "dof_acc": np.square((dq - state.dq) / self.dt).sum(1),
+            "action_rate": np.square(action - state.action).sum(1),
+            "feet_air_time": ((state.air_time - AIR_TIME_TARGET) * first_contact).sum(1) * moving,
+            "collision": limb_hits.astype(np.float64),
+        }
+        reward = self.dt * sum(REWARD[k] * v for k, v in terms.items())
+        state.air_time = np.where(feet, 0.0, state.air_time + self.dt)
+        state.action[:] = action
+        state.dq[:] = dq
+        state.steps += 1
+        terminated = fell | (gravity[:, 2] > MAX_TILT_GRAVITY_Z) | (sim.qpos[:, 2] < MIN_TRUNK_HEIGHT)
+        return self.observe(sim, state), reward, terminated, terms
+
+    def observe(self, sim: Sim, state: State, rows: Any = slice(None)) -> np.ndarray:
+        """Privileged base observations (n, len(BASE_OBS)) of simulations `rows`."""
+        s = sim.sensordata[rows]
+        weight = 15.0 * 9.81  # nominal weight (N): foot forces as a share of it
+        return np.concatenate(
+            [
+                s[:, self.lin_vel],
+                s[:, self.ang_vel],
+                -sim.xmat[rows, self.trunk, 6:9],
+                sim.userdata[rows, :3],
+                sim.qpos[rows][:, self.qadr] - self.standing,
+                sim.qvel[rows][:, self.dadr],
+                state.action[rows],
+                s[:, self.feet] / weight,
+                sim.qpos[rows, 2:3],
+            ],
+            axis=1,
+        )
+
+
+def draw_command(rng: np.random.Generator) -> np.ndarray:
+    """(3,) a command: uniform in its ranges, or standing still with `STANDING_COMMAND_PROB`."""
+    command = rng.uniform(COMMAND_LOW, COMMAND_HIGH)
+    return np.zeros(3) if rng.random() < STANDING_COMMAND_PROB else command
+
+
+def initial_state(rng: np.random.Generator, qpos0: np.ndarray, qvel0: np.ndarray, qadr: np.ndarray):
+    """(qpos, qvel, command) of a new episode: the standing pose with noise, drawn in a fixed order."""
+    qpos, qvel = qpos0.copy(), qvel0.copy()
+    qpos[qadr] += rng.uniform(-RESET_JOINT_NOISE, RESET_JOINT_NOISE, size=len(qadr))
+    qvel[:2] = rng.uniform(-RESET_VEL_NOISE, RESET_VEL_NOISE, size=2)
+    return qpos, qvel, draw_command(rng)
+
+
+class _OneSim:
+    """One MjData as a `Sim` of n = 1."""
+
+    def __init__(self, model: mujoco.MjModel, data: mujoco.MjData):
+        self._model, self._data = model, data
+        self.qpos, self.qvel, self.ctrl = data.qpos[None], data.qvel[None], data.ctrl[None]
+        self.actuator_force, self.sensordata = data.actuator_force[None], data.sensordata[None]
+        self.xmat, self.userdata = data.xmat[None], data.userdata[None]
+
+    def advance(self) -> None:
+        mujoco.mj_step(self._model, self._data)
+
+
+class Go2Env(MujocoEnv):
+    """The bare task: physics, PD motors, command, reward, termination; observation = `BASE_OBS`."""
+
+    metadata = {"render_modes": ["human", "rgb_array", "depth_array"], "render_fps": 50}  # noqa: RUF012
+
+    def __init__(self, **kwargs: Any):
+        obs_space = Box(-np.inf, np.inf, shape=(len(BASE_OBS),), dtype=np.float64)
+        super().__init__(str(XML), FRAME_SKIP, observation_space=obs_space, **kwargs)
+        self.action_space = Box(-ACTION_LIMIT, ACTION_LIMIT, shape=(self.model.nu,), dtype=np.float32)
+        self.rules = Go2Rules(self.model)
+        self.init_qpos[self.rules.qadr] = self.rules.standing
+        self.init_qpos[2] = standing_height(self.model, self.init_qpos)
+        self._sim = _OneSim(self.model, self.data)
+        self._state = State.zeros(1)
+
+    @property
+    def command(self) -> np.ndarray:
+        """(3,) commanded vx (m/s), vy (m/s), yaw rate (rad/s), in the trunk frame; a view into MjData."""
+        return self.data.userdata[:3]
+
+    def reset_model(self) -> np.ndarray:
+        qpos, qvel, command = initial_state(self.np_random, self.init_qpos, self.init_qvel, self.rules.qadr)
+        self.set_state(qpos, qvel)  # runs mj_forward: the sensors read this state
+        self.command[:] = command
+        self._state = State.zeros(1)
+        self._state.dq[0] = qvel[self.rules.dadr]
+        return self.rules.observe(self._sim, self._state)[0]
+
+    def step(self, action):
+        a = np.clip(np.asarray(action, dtype=np.float64), -ACTION_LIMIT, ACTION_LIMIT)[None]  # (1, 12)
+        obs, reward, terminated, terms = self.rules.step(self._sim, self._state, a)
+        if self._state.steps[0] % COMMAND_PERIOD == 0:
+            self.command[:] = draw_command(self.np_random)
+            obs[0, COMMAND : COMMAND + 3] = self.command
+        info = {"reward_terms": {k: float(v[0]) for k, v in terms.items()}}
+        return obs[0], float(reward[0]), bool(terminated[0]), False, info
+
+
+def standing_height(model: mujoco.MjModel, qpos: np.ndarray) -> float:
+    """Trunk height at which the lowest foot just touches the floor in pose `qpos`."""
+    data = mujoco.MjData(model)
+    data.qpos[:] = qpos
+    data.qpos[2] = 0.0
+    mujoco.mj_kinematics(model, data)
+    feet = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_GEOM, f"{leg}_foot") for leg in LEGS]
+    lowest = min(float(data.geom_xpos[g][2] - model.geom_size[g][0]) for g in feet)
+    return -lowest + 1e-3
+
+
+def go2_suite(model: mujoco.MjModel) -> SensorSuite:
+    """What `rt/lowstate` gives (joint q relative to the standing pose, dq, IMU quaternion and gyro)
+    plus the velocity command; the names equal what `DdsRobot` with `conf/robot/go2.yaml` produces."""
+    base = legged_suite(model)
+    nj = len(JOINTS)
+    standing = np.array([STANDING[j] for j in JOINTS])
+    r = len(base.noise_std)
+
+    def bind(data: mujoco.MjData):
+        read_base = base.bind(data)
+        buf = np.zeros(r + 3)  # (R+3,) base readings then the command
+        command = data.userdata[:3]
+
+        def read() -> np.ndarray:
+            buf[:r] = read_base()
+            buf[r:] = command
+            return buf
+
+        return read
+
+    def features_into(raw: np.ndarray, out: np.ndarray) -> None:
+        out[:nj] = raw[:nj] - standing  # in float64, then stored: as the robot-side builder rounds
+        out[nj : len(raw)] = raw[nj:]
+
+    noise = np.concatenate([base.noise_std, np.zeros(3)])  # the command is known exactly
+    return SensorSuite((*base.names, *COMMAND_NAMES), noise, bind, features_into)
+
+
+def make_task(randomization: dict | None = None, **kwargs: Any):
+    return RandomizedTask(Go2Env(**kwargs), go2_suite, randomization, "go2")

@@ -1,0 +1,131 @@
+"""The Go2 task: its model, joint order against the robot mapping, PD control, command, metrics."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import envs
+from envs import batched, go2, parameters
+from envs.observations import PREV_ACTION_PREFIX
+from envs.spec import Trace
+from sim2real.deploy.dds.mapping import load_mapping
+
+NOMINAL = {**parameters.nominal(), "obs_noise_scale": 0.0}
+
+
+@pytest.fixture(scope="module")
+def env():
+    env = gym.make("sim2real/Go2-v0")
+    yield env
+    env.close()
+
+
+def hold(env, action: np.ndarray, steps: int, seed: int = 0) -> tuple[bool, float, np.ndarray]:
+    """(terminated, final trunk height, final gravity direction) after `steps` of one action."""
+    env.reset(seed=seed, options={"dynamics": NOMINAL})
+    base = env.unwrapped.base
+    for _ in range(steps):
+        obs, _, terminated, _, _ = env.step(action)
+        if terminated:
+            break
+    return terminated, float(base.data.qpos[2]), obs["privileged"][6:9]
+
+
+def test_go2_model_has_the_published_mass_links_and_torque_limits(env):
+    m = env.unwrapped.model
+    assert 14.0 <= float(np.sum(m.body_mass)) <= 16.0
+    base = env.unwrapped.base
+    for leg in go2.LEGS:
+        calf = m.body(f"{leg}_calf")
+        assert np.allclose(calf.pos, [0.0, 0.0, -0.213])  # thigh length
+        assert np.isclose(float(m.geom(f"{leg}_foot").pos[2]), -0.213)  # calf length
+    limits = {m.actuator(i).name: float(m.actuator_ctrlrange[i, 1]) for i in range(m.nu)}
+    assert limits["FR_hip_joint"] == limits["RL_thigh_joint"] == 23.7
+    assert limits["FL_calf_joint"] == 45.43
+    assert base.dt == pytest.approx(0.02) and m.opt.timestep == pytest.approx(0.005)  # 50 Hz on 200 Hz
+
+
+def test_go2_stands_under_pd_at_the_standing_pose_and_falls_without_it(env):
+    terminated, height, gravity = hold(env, np.zeros(12), steps=100)  # 2 s of the standing-pose target
+    assert not terminated and height > 0.18 and gravity[2] < -0.95
+    # targets 1 rad below the standing calves fold the legs: the trunk comes down (a fall, or lower)
+    terminated, low, _ = hold(env, np.tile([0.0, 0.0, -4.0], 4), steps=100)
+    assert terminated or low < height - 0.05
+
+
+def test_go2_joint_order_and_standing_pose_equal_the_robot_mapping(env):
+    mapping = load_mapping("go2")
+    task = env.unwrapped
+    assert task.action_names == tuple(mapping.actions) == go2.JOINTS
+    for i, (name, action) in enumerate(mapping.actions.items()):
+        assert action.motor == i
+        assert action.offset == pytest.approx(go2.STANDING[name])
+        assert (action.kp, action.kd, action.scale) == (go2.KP, go2.KD, go2.ACTION_SCALE)
+        assert mapping.readings[f"joint_pos/{name}"].offset == pytest.approx(-go2.STANDING[name])
+
+
+def test_go2_student_names_are_the_mappings_readings_plus_command_and_previous_action(env):
+    mapping = load_mapping("go2")
+    names = env.unwrapped.student_names
+    sensed = [n for n in names if not n.startswith((PREV_ACTION_PREFIX, "command/"))]
+    assert sensed == list(mapping.readings)  # what DdsRobot with go2.yaml produces, in its order
+    assert [n for n in names if n.startswith("command/")] == list(go2.COMMAND_NAMES)
+
+
+def test_go2_joint_readings_are_relative_to_the_standing_pose_and_the_command_is_read_exactly(env):
+    obs, _ = env.reset(seed=3, options={"dynamics": NOMINAL})
+    task = env.unwrapped
+    names = task.student_names
+    student = dict(zip(names, obs["student"], strict=True))
+    q = task.data.qpos[task.base.rules.qadr]
+    for j, joint in enumerate(go2.JOINTS):
+        assert student[f"joint_pos/{joint}"] == pytest.approx(q[j] - go2.STANDING[joint], abs=1e-6)
+    command = task.base.command.copy()
+    assert [student[n] for n in go2.COMMAND_NAMES] == pytest.approx(command, abs=1e-6)
+    assert np.all(command >= go2.COMMAND_LOW) and np.all(command <= go2.COMMAND_HIGH)
+
+
+def test_go2_command_is_resampled_during_the_episode_and_fixed_by_the_seed(env):
+    def commands(seed: int) -> list[np.ndarray]:
+        env.reset(seed=seed, options={"dynamics": NOMINAL})
+        seen = []
+        for t in range(go2.COMMAND_PERIOD + 1):
+            obs, *_ = env.step(np.zeros(12))
+            if t in (0, go2.COMMAND_PERIOD):
+                seen.append(obs["privileged"][go2.COMMAND : go2.COMMAND + 3].copy())
+        return seen
+
+    first, later = commands(7)
+    assert not np.allclose(first, later)
+    assert all(np.array_equal(a, b) for a, b in zip(commands(7), [first, later], strict=True))
+
+
+def test_go2_tracking_metrics_measure_the_commanded_minus_actual_velocity():
+    p = np.zeros((4, len(go2.BASE_OBS)))
+    p[:, go2.COMMAND : go2.COMMAND + 3] = [1.0, 0.0, 0.5]  # commanded vx 1 m/s, yaw 0.5 rad/s
+    p[:, go2.LIN_VEL] = 0.7  # moving at 0.7 m/s
+    p[:, go2.ANG_VEL + 2] = 0.5
+    metrics = envs.TASKS["go2"].metrics(Trace(p, np.zeros(4), False))
+    assert metrics["lin_vel_rmse"] == pytest.approx(0.3)
+    assert metrics["yaw_rate_rmse"] == pytest.approx(0.0)
+    names = go2.BASE_OBS
+    assert names[go2.LIN_VEL] == "base_lin_vel/x" and names[go2.ANG_VEL + 2] == "base_ang_vel/z"
+    assert names[go2.COMMAND] == "command/vx"
+
+
+def test_batched_go2_redraws_commands_as_the_single_env_does():
+    n = 2
+    batch = batched.make("go2", n, nthread=1)
+    singles = [gym.make("sim2real/Go2-v0") for _ in range(n)]
+    batch.reset(range(n), seeds=[3, 4], overrides=NOMINAL)
+    for i, single in enumerate(singles):
+        single.reset(seed=3 + i, options={"dynamics": NOMINAL})
+    before = batch.observe()[:, go2.COMMAND : go2.COMMAND + 3].copy()
+    for _ in range(go2.COMMAND_PERIOD):  # standing-pose targets: nobody falls before the redraw
+        obs, _, terminated, _ = batch.step(np.zeros((n, 12)))
+        single_obs = [s.step(np.zeros(12))[0]["privileged"] for s in singles]
+    np.testing.assert_array_equal(obs, np.stack(single_obs))
+    assert not terminated.any()
+    assert not np.allclose(obs[:, go2.COMMAND : go2.COMMAND + 3], before)
