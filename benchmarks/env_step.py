@@ -1,8 +1,8 @@
 """Per-step cost of the randomized tasks against the bare envs they wrap.
 
 For every task, the randomized task (`gym.make` of our id) and the bare env (`gym.make` of
-Gymnasium's `-v5` env, or of the bare MuJoCo pendulum `envs.pendulum.PendulumSwingupBase`
-registered the same way, so both carry the same standard wrappers) are stepped with the same
+Gymnasium's `-v5` env, or of the bare MuJoCo pendulum `envs.pendulum.PendulumSwingupBase` or
+Go2 `envs.go2.Go2Env` registered the same way, so both carry the same standard wrappers) are stepped with the same
 random actions, taking turns step by step; steps/s is 1 / (mean step time without the slowest 1%).
 Resets (after termination or truncation) are not timed. Goal: ratio (bare steps/s over randomized,
 i.e. the randomized task's time per step over the bare env's) ≤ 1.2.
@@ -21,19 +21,24 @@ import numpy as np
 import envs
 
 BARE_PENDULUM_ID = "sim2real_bench/PendulumSwingupBase-v0"
+BARE_GO2_ID = "sim2real_bench/Go2Base-v0"
 BARE_IDS = {
     "pendulum": BARE_PENDULUM_ID,
     "hopper": "Hopper-v5",
     "walker2d": "Walker2d-v5",
     "halfcheetah": "HalfCheetah-v5",
     "ant": "Ant-v5",
+    "go2": BARE_GO2_ID,
 }
 
 
-def _register_bare_pendulum() -> None:
-    if BARE_PENDULUM_ID not in gym.registry:
-        steps = envs.spec("pendulum").episode_steps
-        gym.register(BARE_PENDULUM_ID, "envs.pendulum:PendulumSwingupBase", max_episode_steps=steps)
+def _register_bare() -> None:
+    for bare_id, task, entry in (
+        (BARE_PENDULUM_ID, "pendulum", "envs.pendulum:PendulumSwingupBase"),
+        (BARE_GO2_ID, "go2", "envs.go2:Go2Env"),
+    ):
+        if bare_id not in gym.registry:
+            gym.register(bare_id, entry, max_episode_steps=envs.spec(task).episode_steps)
 
 
 def interleaved_step_times(envs_: list[gym.Env], actions: np.ndarray) -> np.ndarray:
@@ -81,14 +86,14 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", default=list(envs.TASKS), choices=list(envs.TASKS))
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    _register_bare_pendulum()
+    _register_bare()
     print("| task | randomized (steps/s) | bare env | bare (steps/s) | overhead (µs/step) | ratio | ≤ 1.2 |")
     print("|---|---:|---|---:|---:|---:|:---:|")
     for task in args.tasks:
         rand_sps, bare_sps = bench_task(task, args.steps, args.seed)
         ratio = bare_sps / rand_sps  # = randomized time per step / bare time per step
         overhead_us = 1e6 * (1 / rand_sps - 1 / bare_sps)
-        bare_name = "PendulumSwingupBase" if task == "pendulum" else BARE_IDS[task]
+        bare_name = BARE_IDS[task].removeprefix("sim2real_bench/")
         ok = "yes" if ratio <= 1.2 else "no"
         cells = [
             task,

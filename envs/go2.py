@@ -61,6 +61,8 @@ REWARD = {
     "feet_air_time": 1.0,
     "collision": -1.0,
 }
+# the step's total is clipped at 0 (legged_gym's only_positive_rewards): with negative steps the shortest
+# episode would be the best one, and early in training the penalties outweigh the tracking terms
 TRACKING_SIGMA = 0.25
 AIR_TIME_TARGET = 0.5  # s: a foot that lands after longer earns the difference
 CONTACT_FORCE = 1.0  # N: a touch sensor above this is a contact
@@ -94,6 +96,17 @@ class Sim(Protocol):
     userdata: np.ndarray
 
     def advance(self) -> None: ...
+
+
+@dataclass
+class MotorCommand:
+    """What a Go2 motor takes each tick: targets, gains and feed-forward torque; (n, 12) or broadcast."""
+
+    q: np.ndarray | float
+    kp: np.ndarray | float
+    kd: np.ndarray | float
+    dq: np.ndarray | float = 0.0
+    tau: np.ndarray | float = 0.0
 
 
 @dataclass
@@ -132,27 +145,41 @@ class Go2Rules:
         self.falls = [sensor(f"{leg}_hip_touch", 1).start for leg in LEGS] + [sensor("trunk_touch", 1).start]
         self.limbs = [sensor(f"{leg}_{p}_touch", 1).start for p in ("thigh", "calf") for leg in LEGS]
 
-    def act(self, sim: Sim, action: np.ndarray) -> np.ndarray:
-        """Hold position targets from `action` (n, 12) for one control step under the motors' PD law;
+    def act(self, sim: Sim, command: MotorCommand) -> np.ndarray:
+        """Run the motors' law `tau + kp (q - q_j) + kd (dq - dq_j)` on `command` for one control step;
         returns each simulation's mean squared joint torque sum (n,)."""
-        target = self.standing + ACTION_SCALE * action  # (n, 12)
-        torque_sq = np.zeros(len(action))
+        c = command
+        torque_sq = np.zeros(len(sim.qpos))
         for _ in range(FRAME_SKIP):
-            sim.ctrl[:] = KP * (target - sim.qpos[:, self.qadr]) - KD * sim.qvel[:, self.dadr]
+            q, dq = sim.qpos[:, self.qadr], sim.qvel[:, self.dadr]
+            sim.ctrl[:] = c.tau + c.kp * (c.q - q) + c.kd * (c.dq - dq)
             sim.advance()  # the actuators' ctrlrange clips at the torque limits; gear = motor strength
             torque_sq += np.square(sim.actuator_force).sum(1)
         return torque_sq / FRAME_SKIP
+
+    def command_of(self, action: np.ndarray) -> MotorCommand:
+        """The motor command a policy's action (n, 12) stands for: position targets, PD gains."""
+        return MotorCommand(q=self.standing + ACTION_SCALE * action, kp=KP, kd=KD)
+
+    def action_of(self, command: MotorCommand) -> np.ndarray:
+        """The action (n, 12) whose targets a motor command holds (for the action-rate term)."""
+        return (np.asarray(command.q) - self.standing) / ACTION_SCALE
 
     def gravity(self, sim: Sim) -> np.ndarray:
         """(n, 3) unit gravity direction in the trunk frame: minus the trunk rotation's third row."""
         return -sim.xmat[:, self.trunk, 6:9]
 
     def step(
-        self, sim: Sim, state: State, action: np.ndarray
+        self, sim: Sim, state: State, action: np.ndarray, motors: MotorCommand | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-        """One control step of `action` (n, 12), already clipped -> obs (n, D), reward (n,),
-        terminated (n,), reward terms {name: (n,)}. Updates `state`; the command is redrawn by the caller."""
-        torque_sq = self.act(sim, action)
+        """One control step of `action` (n, 12), already clipped, or of a raw motor command -> obs (n, D),
+        reward (n,), terminated (n,), reward terms {name: (n,)}. Updates `state`; the velocity command is
+        redrawn by the caller."""
+        if motors is None:
+            motors = self.command_of(action)
+        else:
+            action = self.action_of(motors)
+        torque_sq = self.act(sim, motors)
         touch = sim.sensordata
         feet = touch[:, self.feet] > CONTACT_FORCE  # (n, 4)
         limb_hits = (touch[:, self.limbs] > CONTACT_FORCE).sum(1)  # (n,)
@@ -173,7 +200,7 @@ class Go2Rules:
             "feet_air_time": ((state.air_time - AIR_TIME_TARGET) * first_contact).sum(1) * moving,
             "collision": limb_hits.astype(np.float64),
         }
-        reward = self.dt * sum(REWARD[k] * v for k, v in terms.items())
+        reward = np.maximum(self.dt * sum(REWARD[k] * v for k, v in terms.items()), 0.0)
         state.air_time = np.where(feet, 0.0, state.air_time + self.dt)
         state.action[:] = action
         state.dq[:] = dq
@@ -242,6 +269,7 @@ class Go2Env(MujocoEnv):
         self.init_qpos[2] = standing_height(self.model, self.init_qpos)
         self._sim = _OneSim(self.model, self.data)
         self._state = State.zeros(1)
+        self._motors: MotorCommand | None = None  # a raw motor command for the next step
 
     @property
     def command(self) -> np.ndarray:
@@ -256,9 +284,15 @@ class Go2Env(MujocoEnv):
         self._state.dq[0] = qvel[self.rules.dadr]
         return self.rules.observe(self._sim, self._state)[0]
 
+    def hold_motor_command(self, q, dq, kp, kd, tau) -> None:
+        """Run the next step on this raw motor command (12,) each, in `JOINTS` order, instead of the
+        action: what a robot's motors do with a `LowCmd_` (robot-sim over DDS)."""
+        self._motors = MotorCommand(*(np.asarray(v, np.float64)[None] for v in (q, kp, kd, dq, tau)))
+
     def step(self, action):
         a = np.clip(np.asarray(action, dtype=np.float64), -ACTION_LIMIT, ACTION_LIMIT)[None]  # (1, 12)
-        obs, reward, terminated, terms = self.rules.step(self._sim, self._state, a)
+        motors, self._motors = self._motors, None
+        obs, reward, terminated, terms = self.rules.step(self._sim, self._state, a, motors)
         if self._state.steps[0] % COMMAND_PERIOD == 0:
             self.command[:] = draw_command(self.np_random)
             obs[0, COMMAND : COMMAND + 3] = self.command

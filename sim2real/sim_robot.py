@@ -75,6 +75,16 @@ class MujocoRobot:
             terminated=bool(terminated),
         )
 
+    @property
+    def takes_motor_commands(self) -> bool:
+        """Whether the task runs motor commands (targets and gains) itself, as the Go2's motors do."""
+        return self.env is not None and hasattr(self.env.unwrapped.base, "hold_motor_command")
+
+    def send_motor_command(self, q, dq, kp, kd, tau) -> None:
+        """One control step under a raw motor command ((A,) each, in the action order)."""
+        self.env.unwrapped.base.hold_motor_command(q, dq, kp, kd, tau)
+        self.send(np.zeros(len(self.action_names), np.float32))
+
     def extras(self) -> Mapping[str, Any]:
         """reward of the last step, done (1.0 at the episode end), privileged obs, the dynamics."""
         return self._extras

@@ -12,6 +12,8 @@ from sim2real.deploy.dds.mapping import (
     CONF_DIR,
     Converter,
     MappingError,
+    ReadingMap,
+    check,
     check_policy,
     joint_state_from_readings,
     load_mapping,
@@ -115,3 +117,24 @@ def test_readings_survive_the_inverse_map_the_simulator_publishes():
         state = type("State", (), {k: v.astype(np.float32) for k, v in fields.items()})
         got = conv.readings(state)
         np.testing.assert_allclose([got[k] for k in readings], list(readings.values()), atol=1e-6)
+
+
+def test_remote_sticks_and_fixed_commands_are_readings_like_any_other():
+    from sim2real.deploy.dds import remote
+    from sim2real.deploy.dds.profiles import get_profile
+
+    conv = Converter(load_mapping("go2"))
+    codec = get_profile("unitree_go").codec(len(conv.motors), slots=conv.motors)
+    sticks = np.array([0.25, -0.5, 0.1, 0.75])  # lx, rx, ry, ly
+    state = codec.decode_state(codec.encode_state(wireless_remote=remote.encode(sticks)))
+    np.testing.assert_allclose(state.remote, sticks, atol=1e-7)
+    got = conv.readings(state)
+    # Unitree's deploy reading of the sticks: vx = ly, vy = -lx, yaw rate = -rx (scaled by the mapping)
+    assert got["command/vx"] == pytest.approx(0.75) and got["command/vy"] == pytest.approx(-0.125)
+    assert got["command/yaw_rate"] == pytest.approx(0.5)
+    fixed = load_mapping("go2")
+    fixed.readings["command/vx"] = ReadingMap(field="const", offset=0.4)
+    assert Converter(check(fixed)).readings(state)["command/vx"] == pytest.approx(0.4)
+    fixed.readings["command/vx"] = ReadingMap(field="remote", index=4)
+    with pytest.raises(MappingError, match=r"readings.command/vx: field remote needs `index` in \[0, 4\)"):
+        check(fixed)

@@ -69,9 +69,10 @@ def test_go2_joint_order_and_standing_pose_equal_the_robot_mapping(env):
 def test_go2_student_names_are_the_mappings_readings_plus_command_and_previous_action(env):
     mapping = load_mapping("go2")
     names = env.unwrapped.student_names
-    sensed = [n for n in names if not n.startswith((PREV_ACTION_PREFIX, "command/"))]
-    assert sensed == list(mapping.readings)  # what DdsRobot with go2.yaml produces, in its order
+    read = [n for n in names if not n.startswith(PREV_ACTION_PREFIX)]
+    assert read == list(mapping.readings)  # what DdsRobot with go2.yaml produces, in its order
     assert [n for n in names if n.startswith("command/")] == list(go2.COMMAND_NAMES)
+    assert mapping.task == "go2"
 
 
 def test_go2_joint_readings_are_relative_to_the_standing_pose_and_the_command_is_read_exactly(env):
@@ -129,3 +130,25 @@ def test_batched_go2_redraws_commands_as_the_single_env_does():
     np.testing.assert_array_equal(obs, np.stack(single_obs))
     assert not terminated.any()
     assert not np.allclose(obs[:, go2.COMMAND : go2.COMMAND + 3], before)
+
+
+def test_a_motor_command_with_the_mappings_gains_moves_the_go2_as_its_action_does():
+    """robot-sim applies a LowCmd_'s targets and gains in the simulator: the mapping's command for an
+    action (q = offset + 0.25 a, kp 20, kd 0.5) gives the action's own step, bit for bit."""
+    mapping = load_mapping("go2")
+    offsets = np.array([a.offset for a in mapping.actions.values()])
+    first, second = gym.make("sim2real/Go2-v0"), gym.make("sim2real/Go2-v0")
+    first.reset(seed=9)
+    second.reset(seed=9)
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        action = rng.uniform(-2, 2, 12)
+        by_action = first.step(action)[0]["privileged"]
+        second.unwrapped.base.hold_motor_command(offsets + 0.25 * action, 0.0, 20.0, 0.5, 0.0)
+        by_command = second.step(np.zeros(12))[0]["privileged"]
+        np.testing.assert_array_equal(by_command[: len(go2.BASE_OBS)], by_action[: len(go2.BASE_OBS)])
+    # the stop command (kp 0, kd 8: damping only) lets the legs fold: the trunk sinks
+    for _ in range(50):
+        second.unwrapped.base.hold_motor_command(np.zeros(12), 0.0, 0.0, 8.0, 0.0)
+        obs, _, terminated, _, _ = second.step(np.zeros(12))
+    assert terminated or obs["privileged"][go2.BASE_OBS.index("base_height")] < 0.15

@@ -27,11 +27,12 @@ CRC's words (`crc.py`) in preallocated buffers.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from sim2real.deploy.dds import remote
 from sim2real.deploy.dds.crc import crc32_big_endian
 from sim2real.deploy.dds.schema import Layout, Struct, layout
 
@@ -54,6 +55,8 @@ class StateView:
     gyro: np.ndarray  # (3,) angular velocity [rad/s]
     acc: np.ndarray  # (3,) linear acceleration [m/s^2]
     rpy: np.ndarray  # (3,) roll, pitch, yaw [rad]
+    # (4,) wireless remote sticks lx, rx, ry, ly in [-1, 1] (zeros where the message has no remote)
+    remote: np.ndarray = field(default_factory=lambda: np.zeros(4))
     tick: int = 0  # Unitree: the robot's ms counter; ROS 2: header stamp in ns
     crc_ok: bool = True  # False when the message's CRC does not match its contents
 
@@ -219,6 +222,8 @@ class UnitreeCodec:
         self._tick = self._state_out.pop("tick")
         self._mirror = [(self._state.slot(s), self._cmd.slot(c)) for s, c in profile.mirror]
         self._sv = StateView(**{k: s.get() for k, s in self._state_out.items()})
+        has_remote = any(f[0] == "wireless_remote" for f in profile.state_schema.fields)
+        self._remote = self._state.slot("wireless_remote") if has_remote else None
         self._gathered = [(k, s) for k, s in self._state_out.items() if s.view is None]
 
     def _state_slots(self, msg: Message, profile: Profile) -> dict[str, Slot]:
@@ -252,6 +257,8 @@ class UnitreeCodec:
         for key, slot in self._gathered:  # fields whose slots are not evenly spaced (rare)
             setattr(sv, key, slot.get())
         sv.tick = int(self._tick.view)
+        if self._remote is not None:
+            sv.remote = remote.decode(self._remote.get())
         for src, dst in self._mirror:  # e.g. G1 commands must echo the robot's mode_machine
             dst.view[...] = src.view
         return sv

@@ -11,7 +11,9 @@ how its actions become motor commands, so a DDS robot's readings arrive under th
       # or {motor: 3, mode: position, scale: 0.25, offset: 0.8, kp: 20, kd: 0.5}: q = scale * a + offset
 
 Joint fields (`q`, `dq`, `ddq`, `tau`) take a `motor` slot; IMU fields (`quat`, `gyro`, `acc`, `rpy`)
-take a component `index`. `robot.domain`, `robot.interface` and `robot.connect_timeout` set the link.
+take a component `index`, and so does `remote`: the wireless remote's sticks (lx, rx, ry, ly) in a
+Unitree state, e.g. a velocity command `command/vx: {field: remote, index: 3}`. `const` is a reading that
+is always `scale * offset` (a fixed command: `command/vx: {field: const, offset: 0.5}`). `robot.domain`, `robot.interface` and `robot.connect_timeout` set the link.
 The same dataclass is Hydra's `robot` group schema and what `load_mapping` fills from YAML alone (the
 lean deploy image has no Hydra), so an unknown key is an error either way. Pure Python + numpy.
 """
@@ -31,6 +33,9 @@ from sim2real.errors import UserError
 
 JOINT_FIELDS = ("q", "dq", "ddq", "tau")
 IMU_FIELDS = {"quat": 4, "gyro": 3, "acc": 3, "rpy": 3}
+# fields of the state beside joints and IMU (component `index`); `const` reads 0 before scale and offset
+OTHER_FIELDS = {"remote": 4, "const": 1}
+INDEXED = IMU_FIELDS | OTHER_FIELDS
 TRANSFORMS = ("none", "cos", "sin")
 MODES = ("torque", "position")
 CONF_DIR = Path(__file__).resolve().parents[3] / "conf" / "robot"
@@ -42,9 +47,9 @@ class MappingError(UserError):
 
 @dataclass
 class ReadingMap:
-    field: str = "q"  # q | dq | ddq | tau (joint) or quat | gyro | acc | rpy (IMU)
+    field: str = "q"  # q | dq | ddq | tau (joint), quat | gyro | acc | rpy (IMU), remote (sticks) | const
     motor: int | None = None  # joint fields: motor slot in the profile's message
-    index: int | None = None  # IMU fields: component (quat: w, x, y, z)
+    index: int | None = None  # IMU fields: component (quat: w, x, y, z); remote: lx, rx, ry, ly
     transform: str = "none"  # none | cos | sin, applied to (raw + offset)
     scale: float = 1.0
     offset: float = 0.0
@@ -180,12 +185,15 @@ def check(cfg: RobotConfig, source: str = "robot mapping") -> RobotConfig:
         if r.field in JOINT_FIELDS:
             if r.motor is None or r.motor < 0 or r.index is not None:
                 raise MappingError(f"{where}: field {r.field} needs `motor` (a slot >= 0) and no `index`")
-        elif r.field in IMU_FIELDS:
-            n = IMU_FIELDS[r.field]
+        elif r.field == "const":
+            if r.motor is not None or r.index not in (None, 0):
+                raise MappingError(f"{where}: field const takes no `motor` or `index` (its value: offset)")
+        elif r.field in INDEXED:
+            n = INDEXED[r.field]
             if r.index is None or not 0 <= r.index < n or r.motor is not None:
-                raise MappingError(f"{where}: IMU field {r.field} needs `index` in [0, {n}) and no `motor`")
+                raise MappingError(f"{where}: field {r.field} needs `index` in [0, {n}) and no `motor`")
         else:
-            raise MappingError(f"{where}: unknown field {r.field!r} (one of {[*JOINT_FIELDS, *IMU_FIELDS]})")
+            raise MappingError(f"{where}: unknown field {r.field!r} (one of {[*JOINT_FIELDS, *INDEXED]})")
         if r.transform not in TRANSFORMS:
             raise MappingError(f"{where}: transform {r.transform!r} is not one of {TRANSFORMS}")
         if not (math.isfinite(r.scale) and r.scale != 0 and math.isfinite(r.offset)):
@@ -216,6 +224,8 @@ def check_profile(cfg: RobotConfig, motor_slots: int, has_imu: bool, has_gains: 
             )
         if r.field in IMU_FIELDS and not has_imu:
             raise MappingError(f"{source}: readings.{name} reads the IMU; profile {cfg.profile} has none")
+        if r.field == "remote" and not has_imu:  # the Unitree states carry both; ROS 2 JointState neither
+            raise MappingError(f"{source}: readings.{name} reads the remote; profile {cfg.profile} has none")
     for name, a in cfg.actions.items():
         if a.motor >= motor_slots:
             raise MappingError(
@@ -270,15 +280,18 @@ class Converter:
         self.reading_names = tuple(cfg.readings)
         self.action_names = tuple(cfg.actions)
         rs = list(cfg.readings.values())
-        # readings come from one stacked source vector: q, dq, ddq, tau (n each), quat, gyro, acc, rpy
+        # readings come from one stacked source vector: q, dq, ddq, tau (n each), quat, gyro, acc, rpy,
+        # remote, const (always 0)
         n = len(self.motors)
-        sizes = [(k, n) for k in JOINT_FIELDS] + list(IMU_FIELDS.items())
+        sizes = [(k, n) for k in JOINT_FIELDS] + list(INDEXED.items())
         starts = np.cumsum([0] + [size for _, size in sizes])
-        self._parts = [(k, int(a), int(a) + size) for (k, size), a in zip(sizes, starts, strict=False)]
+        self._parts = [
+            (k, int(a), int(a) + size) for (k, size), a in zip(sizes, starts, strict=False) if k != "const"
+        ]
         base = dict(zip([k for k, _ in sizes], starts.tolist(), strict=False))
         self._src = np.zeros(int(starts[-1]))  # (4n + 13,)
         self._gather = np.array(
-            [base[r.field] + (slot[r.motor] if r.field in JOINT_FIELDS else r.index) for r in rs], np.intp
+            [base[r.field] + (slot[r.motor] if r.field in JOINT_FIELDS else r.index or 0) for r in rs], np.intp
         )  # (R,)
         self._scale = np.array([r.scale for r in rs])
         self._offset = np.array([r.offset for r in rs])
@@ -319,14 +332,18 @@ def joint_state_from_readings(conv: Converter, readings: Mapping[str, float]) ->
     """The inverse map for a simulator: joint/IMU fields that give these readings (robot-sim).
 
     An identity entry is inverted exactly; a cos/sin pair on one field gives atan2; a lone cos or sin
-    gives acos/asin (its sign is lost). Fields no reading covers stay 0 (quat: identity).
+    gives acos/asin (its sign is lost). Fields no reading covers stay 0 (quat: identity). A `remote`
+    reading sets the stick that gives it (the simulated operator commands what the task commands);
+    `const` readings are the controller's own and have no inverse.
     """
     n = len(conv.motors)
     slot = conv.slot
-    out = {k: np.zeros(n) for k in JOINT_FIELDS} | {k: np.zeros(d) for k, d in IMU_FIELDS.items()}
+    out = {k: np.zeros(n) for k in JOINT_FIELDS} | {k: np.zeros(d) for k, d in INDEXED.items()}
     out["quat"][0] = 1.0
     trig: dict[tuple[str, int], dict[str, float]] = {}
     for name, r in conv.cfg.readings.items():
+        if r.field == "const":
+            continue
         v = float(readings[name]) / r.scale
         where = (r.field, slot[r.motor] if r.field in JOINT_FIELDS else r.index)
         if r.transform == "none":

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from sim2real.deploy.dds import remote
 from sim2real.deploy.dds.link import Participant
 from sim2real.deploy.dds.mapping import Converter, MappingError, RobotConfig, joint_state_from_readings
 from sim2real.deploy.dds.profiles import get_profile
@@ -70,6 +71,9 @@ class DdsRobotServer:
         self.effort[conv.action_joint] = scale
         self.stats = ServerStats()
         self._has_extras = hasattr(robot, "extras")
+        # robots that take joint targets and gains (the Go2 task) apply each command as the motors do
+        self._motor_level = bool(getattr(robot, "takes_motor_commands", False))
+        self._remote_bytes = np.zeros(remote.SIZE, np.uint8)
         self._held = None  # the command being applied (CommandView copy)
         self._applied = np.zeros(n)  # (n,) joint torque of the last tick
         self._joints: dict[str, np.ndarray] | None = None
@@ -176,8 +180,14 @@ class DdsRobotServer:
             kp, kd = self.conv.kp, self.conv.kd
         tau = (cmd.tau + kp * (cmd.q - j["q"]) + kd * (cmd.dq - j["dq"])) * enabled  # (n,)
         self._applied = tau
-        action = np.clip(tau[self.conv.action_joint] / self.effort[self.conv.action_joint], -1.0, 1.0)
-        self.robot.send(action.astype(np.float32))
+        if self._motor_level:  # the simulator runs the motors' PD law itself, at its physics rate
+            a = self.conv.action_joint
+            self.robot.send_motor_command(
+                cmd.q[a], cmd.dq[a], kp[a] * enabled[a], kd[a] * enabled[a], cmd.tau[a] * enabled[a]
+            )
+        else:
+            action = np.clip(tau[self.conv.action_joint] / self.effort[self.conv.action_joint], -1.0, 1.0)
+            self.robot.send(action.astype(np.float32))
         extras = self.robot.extras() if self._has_extras else {}
         self._return += float(extras.get("reward") or 0.0)
         if extras.get("done"):
@@ -196,6 +206,7 @@ class DdsRobotServer:
             wire = self.codec.encode_state(
                 q=j["q"], dq=j["dq"], ddq=j["ddq"], tau=self._applied, quat=j["quat"], gyro=j["gyro"],
                 acc=j["acc"], rpy=j["rpy"], tick=sim_ns // 1_000_000,
+                wireless_remote=remote.encode(j["remote"], self._remote_bytes),
             )  # fmt: skip
         self._writer.write(wire)
 
