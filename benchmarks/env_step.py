@@ -1,9 +1,9 @@
 """Per-step cost of the randomized tasks against the bare envs they wrap.
 
 For every task, the randomized task (`gym.make` of our id) and the bare env (`gym.make` of
-Gymnasium's `-v5` env, or of the bare MuJoCo pendulum `envs.pendulum.PendulumSwingupBase` or
-Go2 `envs.go2.Go2Env` registered the same way, so both carry the same standard wrappers) are stepped with the same
-random actions, taking turns step by step; steps/s is 1 / (mean step time without the slowest 1%).
+Gymnasium's `-v5` env, or of the bare MuJoCo pendulum `envs.pendulum.PendulumSwingupBase` or Go2
+`envs.go2.Go2Env` registered the same way, so both carry the same standard wrappers) are stepped with
+the same random actions, taking turns step by step; steps/s is 1 / (mean step time without the slowest 1%).
 Resets (after termination or truncation) are not timed. Goal: ratio (bare steps/s over randomized,
 i.e. the randomized task's time per step over the bare env's) ≤ 1.2.
 

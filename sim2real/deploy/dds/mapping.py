@@ -13,7 +13,8 @@ how its actions become motor commands, so a DDS robot's readings arrive under th
 Joint fields (`q`, `dq`, `ddq`, `tau`) take a `motor` slot; IMU fields (`quat`, `gyro`, `acc`, `rpy`)
 take a component `index`, and so does `remote`: the wireless remote's sticks (lx, rx, ry, ly) in a
 Unitree state, e.g. a velocity command `command/vx: {field: remote, index: 3}`. `const` is a reading that
-is always `scale * offset` (a fixed command: `command/vx: {field: const, offset: 0.5}`). `robot.domain`, `robot.interface` and `robot.connect_timeout` set the link.
+is always `scale * offset` (a fixed command: `command/vx: {field: const, offset: 0.5}`).
+`robot.domain`, `robot.interface` and `robot.connect_timeout` set the link.
 The same dataclass is Hydra's `robot` group schema and what `load_mapping` fills from YAML alone (the
 lean deploy image has no Hydra), so an unknown key is an error either way. Pure Python + numpy.
 """
@@ -290,9 +291,8 @@ class Converter:
         ]
         base = dict(zip([k for k, _ in sizes], starts.tolist(), strict=False))
         self._src = np.zeros(int(starts[-1]))  # (4n + 13,)
-        self._gather = np.array(
-            [base[r.field] + (slot[r.motor] if r.field in JOINT_FIELDS else r.index or 0) for r in rs], np.intp
-        )  # (R,)
+        where = [slot[r.motor] if r.field in JOINT_FIELDS else r.index or 0 for r in rs]
+        self._gather = np.array([base[r.field] + i for r, i in zip(rs, where, strict=True)], np.intp)  # (R,)
         self._scale = np.array([r.scale for r in rs])
         self._offset = np.array([r.offset for r in rs])
         self._cos = np.array([r.transform == "cos" for r in rs])
