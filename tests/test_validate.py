@@ -112,6 +112,7 @@ def test_report_writes_markdown_and_nonempty_figures(tmp_path):
                     "return": base + seed,
                     "failed": False,
                     "jerk": 0.1,
+                    "metrics": {"lin_vel_rmse": 0.1 * seed},
                 }
             )
             for v in (0.6, 1.0, 1.4):
@@ -143,6 +144,7 @@ def test_report_writes_markdown_and_nonempty_figures(tmp_path):
     }
     md = report.markdown(rep, [str(rob), str(ret)])
     assert "PASSED" in md and "| train | student |" in md and "r.png" in md
+    assert "| lin_vel_rmse 0.250 |" in md  # the task's own metric, averaged over the 6 episodes
 
 
 def _export_and_report(tmp_path, passed=True):

@@ -89,11 +89,13 @@ def markdown(report: dict, figures: list[str]) -> str:
         "",
         "Scores are normalized: (R − random) / (teacher − random) on the same episodes. A failure is a",
         "fall (early termination) or, for the pendulum, not balanced (mean cos < 0.9) over the last quarter.",
+        "Task metrics are the task's own per-episode figures, averaged (Go2: RMS velocity-tracking errors,",
+        "m/s and rad/s; the pendulum: mean cos of the angle over the last quarter).",
         "",
         "## Scenarios",
         "",
-        "| scenario | policy | episodes | mean [95% CI] | IQM | p10 | failure | jerk | score |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| scenario | policy | episodes | mean [95% CI] | IQM | p10 | failure | jerk | score | task |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for scenario, m in report["metrics"].items():
         for policy in ("student", "teacher", "random"):
@@ -101,10 +103,11 @@ def markdown(report: dict, figures: list[str]) -> str:
                 continue
             s = m[policy]
             score = f"{m['ratio']['mean']:.3f}" if policy == "student" and "ratio" in m else ""
+            task = ", ".join(f"{k} {v:.3f}" for k, v in s.get("task_metrics", {}).items())
             lines.append(
                 f"| {scenario} | {policy} | {s['episodes']} | {s['mean']:.1f} [{s['ci95'][0]:.1f}, "
                 f"{s['ci95'][1]:.1f}] | {s['iqm']:.1f} | {s['p10']:.1f} | {s['failure_rate']:.0%} | "
-                f"{s['jerk']:.3f} | {score} |"
+                f"{s['jerk']:.3f} | {score} | {task} |"
             )
     lines += ["", "## Figures", ""] + [f"![{Path(f).stem}]({Path(f).name})" for f in figures]
     return "\n".join(lines) + "\n"
