@@ -152,3 +152,18 @@ def test_a_motor_command_with_the_mappings_gains_moves_the_go2_as_its_action_doe
         second.unwrapped.base.hold_motor_command(np.zeros(12), 0.0, 0.0, 8.0, 0.0)
         obs, _, terminated, _, _ = second.step(np.zeros(12))
     assert terminated or obs["privileged"][go2.BASE_OBS.index("base_height")] < 0.15
+
+
+def test_distill_rollouts_execute_go2_actions_past_one_up_to_its_bounds():
+    """DAgger and evaluation rollouts clip to the task's action bounds ([-4, 4] here), not to [-1, 1]."""
+    from sim2real.student.rollout import make_envs, rollout
+
+    class Offset:  # an expert that always commands 3 (0.75 rad) and once 9 (past the bound)
+        def act(self, privileged_obs: np.ndarray) -> np.ndarray:
+            out = np.full((len(privileged_obs), 12), 3.0, np.float32)
+            out[:, 0] = 9.0
+            return out
+
+    (episode,) = rollout(make_envs("go2", None, 1), [0], expert=Offset(), beta=1.0)
+    assert np.all(episode.action[:, 1:] == 3.0) and np.all(episode.action[:, 0] == go2.ACTION_LIMIT)
+    assert np.all(episode.expert_action[:, 0] == 9.0)  # the label stays what the expert said

@@ -41,6 +41,7 @@ class EnvRunner:
 
     def __init__(self, env_list: list[gym.Env], student: nn.Module, seeds: Iterable[int], context: int):
         self.envs, self.student, self.context = env_list, student, context
+        self._low, self._high = env_list[0].action_space.low, env_list[0].action_space.high  # (Da,) each
         self.n = len(env_list)
         self._seeds = iter(seeds)
         self._step = student.streaming()
@@ -65,7 +66,7 @@ class EnvRunner:
             mean = norm.action(env_action)  # (N, Da) normalized
             a = mean + std * torch.randn_like(mean)
             logp = _log_prob(a, mean, log_std)
-            executed = norm.unaction(a).clamp(-1.0, 1.0).numpy()
+            executed = np.clip(norm.unaction(a).numpy(), self._low, self._high)  # what the envs execute
             if expert is not None:
                 rows["y"].append(torch.as_tensor(np.asarray(expert.act(p.numpy()), np.float32)))
             rows["s"].append(s), rows["p"].append(p), rows["a"].append(a), rows["lp"].append(logp)

@@ -23,18 +23,17 @@ def masked_mse(
     return err.sum() / (count / parts)
 
 
-ACTION_BOUND = 1.0  # every task's actions lie in [-1, 1]: the env executes the clipped action
-
-
-def past_saturated_labels(pred: Tensor, target: Tensor, label: Tensor) -> Tensor:
+def past_saturated_labels(pred: Tensor, target: Tensor, label: Tensor, low: Tensor, high: Tensor) -> Tensor:
     """`pred` (B, K, Da) with its error past a saturated label removed (set to the target there).
 
-    A label at an action bound is a clipped command (PPO experts sit there half the time), so any
-    prediction beyond that bound executes the same action; only the inside side is an error. `label` is
-    the (B, K, Da) label in env units; pred and target are normalized.
+    A label at an action bound (`low`, `high` (Da,), the store's, in env units) is a clipped command
+    (PPO experts sit there half the time), so any prediction beyond that bound executes the same
+    action; only the inside side is an error. `label` is the (B, K, Da) label in env units; pred and
+    target are normalized.
     """
-    high = (label >= ACTION_BOUND - 1e-6) & (pred > target)
-    low = (label <= -ACTION_BOUND + 1e-6) & (pred < target)
+    tol = 1e-6 * torch.clamp(high - low, min=1.0)  # (Da,)
+    high = (label >= high - tol) & (pred > target)
+    low = (label <= low + tol) & (pred < target)
     return torch.where(high | low, target.to(pred.dtype), pred)
 
 

@@ -65,6 +65,7 @@ def rollout(
     rng = rng or np.random.default_rng(0)
     n = len(seeds)
     env_list = env_list[:n]
+    low, high = env_list[0].action_space.low, env_list[0].action_space.high  # (Da,) each
     eps = [_Trace(seed=int(s)) for s in seeds]
     obs = []
     for env, ep, s in zip(env_list, eps, seeds, strict=True):
@@ -87,7 +88,7 @@ def rollout(
                 act = np.where(use_expert[:, None], label, act)
         else:
             act = label
-        act = np.clip(act, -1.0, 1.0).astype(np.float32)  # what the env executes
+        act = np.clip(act, low, high).astype(np.float32)  # what the env executes
         nan = np.full(act.shape[1], np.nan, np.float32)
         for i in np.flatnonzero(live):
             o, r, term, trunc, _ = env_list[i].step(act[i])

@@ -154,6 +154,7 @@ class Trainer:
     def _load_data(self) -> None:
         d = load_training_data(self.data, self.cfg.task.name, self.cfg.task_explicit, self.dc.dagger_rounds)
         self.spec, self.arrays, self.sources, self.bound = d.spec, d.arrays, d.sources, d.bound
+        self._bounds = (self.spec.action_low, self.spec.action_high)  # (Da,) each: what the env clips to
         self.num_eps = d.num_episodes
         for note in d.notes:  # only on the first load: DAgger (which reloads) never runs on a bound store
             self._say(note)
@@ -289,7 +290,10 @@ class Trainer:
         return loss.detach()
 
     def _past_bounds(self, pred: torch.Tensor, target: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-        return past_saturated_labels(pred, target, label) if self.dc.saturated_labels else pred
+        if not self.dc.saturated_labels:
+            return pred
+        low, high = (torch.as_tensor(b, dtype=label.dtype, device=label.device) for b in self._bounds)
+        return past_saturated_labels(pred, target, label, low, high)
 
     def _autocast(self):
         if self.dc.amp and self.device.type == "cuda":
