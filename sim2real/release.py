@@ -80,19 +80,45 @@ def release(run_dir: str | Path, out: str | Path, task: str, seed: int, config: 
     return out
 
 
-def made_by(layout: RunLayout) -> str | None:
-    """The command line of the newest pipeline run in the run dir (else of its export), from the
-    overrides Hydra recorded there: `sim2real pipeline task=hopper run_dir=...`."""
+def _hydra_dir(layout: RunLayout) -> tuple[str, Path] | None:
+    """(stage, .hydra folder) of the newest pipeline run in the run dir, else of its export."""
     for stage in ("pipeline", "export"):
         runs = sorted(layout.logs(stage).glob("*/.hydra/overrides.yaml"))
         if runs:
-            lines = [ln[2:].strip() for ln in runs[-1].read_text().splitlines() if ln.startswith("- ")]
-            return " ".join(["sim2real", stage, *(a for a in lines if not a.startswith("stage="))])
+            return stage, runs[-1].parent
     return None
 
 
+def made_by(layout: RunLayout) -> str | None:
+    """The command line of the newest pipeline run in the run dir (else of its export), from the
+    overrides Hydra recorded there: `sim2real pipeline task=hopper run_dir=...`."""
+    found = _hydra_dir(layout)
+    if found is None:
+        return None
+    stage, hydra = found
+    text = (hydra / "overrides.yaml").read_text()
+    lines = [ln[2:].strip() for ln in text.splitlines() if ln.startswith("- ")]
+    return " ".join(["sim2real", stage, *(a for a in lines if not a.startswith("stage="))])
+
+
+def run_config(layout: RunLayout) -> dict | None:
+    """The config the run was made with (what Hydra recorded for `made_by`'s command), or None."""
+    import yaml
+
+    found = _hydra_dir(layout)
+    path = found[1] / "config.yaml" if found else None
+    return yaml.safe_load(path.read_text()) if path is not None and path.exists() else None
+
+
 def run(cfg) -> None:
-    out = cfg.release.out or str(Path("release") / cfg.task.name)
+    """Release the run's export under the artifact's own task, with the seed and config of the run
+    that made it (the release command's own are the fallback)."""
+    layout = RunLayout(cfg.run_dir)
+    policy_json = layout.export / POLICY_JSON
+    meta = json.loads(policy_json.read_text()) if policy_json.exists() else {}
+    task = meta.get("task") or cfg.task.name
+    config = run_config(layout) or dataclasses.asdict(cfg)
+    out = cfg.release.out or str(Path("release") / task)
     command = cfg.release.command or " ".join(["sim2real", *sys.argv[1:]])
-    path = release(cfg.run_dir, out, cfg.task.name, cfg.seed, dataclasses.asdict(cfg), command)
-    print(f"released {RunLayout(cfg.run_dir).policy_onnx} -> {path}")
+    path = release(cfg.run_dir, out, task, int(config.get("seed", cfg.seed)), config, command)
+    print(f"released {layout.policy_onnx} ({task}) -> {path}")

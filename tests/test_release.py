@@ -86,3 +86,26 @@ def test_release_names_the_command_and_commit_that_made_the_artifact(tmp_path):
     assert manifest["command"] == "sim2real pipeline task=pendulum seed=3"
     assert manifest["commit"] == "abc123" and manifest["commit_dirty"] is False
     assert manifest["released_by"] == "sim2real release run_dir=run"
+
+
+def test_release_cli_files_the_artifact_under_its_own_task_with_the_runs_seed(tmp_path, monkeypatch):
+    """`sim2real release run_dir=R` with no task= names the folder after the artifact's task and records
+    the seed and config the run was made with, not the release command's defaults."""
+    from sim2real.config import Config
+    from sim2real.release import run as release_cli
+
+    run = _validated_run(tmp_path)
+    meta = json.loads((run / "export" / "policy.json").read_text())
+    (run / "export" / "policy.json").write_text(json.dumps({**meta, "task": "go2"}))
+    hydra = run / "logs" / "pipeline" / "2026-01-01_00-00-00" / ".hydra"
+    hydra.mkdir(parents=True)
+    (hydra / "overrides.yaml").write_text("- task=go2\n- seed=7\n")
+    (hydra / "config.yaml").write_text("seed: 7\ntask:\n  name: go2\n")
+    cfg = Config()  # the release command's own: task pendulum, seed 0
+    cfg.run_dir = str(run)
+    monkeypatch.chdir(tmp_path)
+    release_cli(cfg)
+    manifest = json.loads((tmp_path / "release" / "go2" / MANIFEST).read_text())
+    assert manifest["task"] == "go2" and manifest["seed"] == 7 and manifest["config"]["task"]["name"] == "go2"
+    assert manifest["command"] == "sim2real pipeline task=go2 seed=7"
+    assert not (tmp_path / "release" / "pendulum").exists()
