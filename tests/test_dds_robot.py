@@ -404,6 +404,6 @@ def test_released_go2_policy_walks_the_simulated_go2_over_dds(folder, capsys):
     out = capsys.readouterr().out
     assert "faults none" in out and re.search(r"dds link: \d+ states, 0 CRC errors", out)
     assert server.stats.commands >= 150 and server.stats.crc_errors == 0  # ~200 at 50 Hz
-    assert not server.robot.extras()["terminated"]
+    assert not server.robot.extras()["terminated"] and server.stats.falls == 0
     upright = float(server.robot.extras()["privileged"][go2.BASE_OBS.index("gravity/z")])
     assert upright < -0.9  # gravity along the trunk's -z: level

@@ -46,13 +46,14 @@ class ServerStats:
     idle_ticks: int = 0  # ticks after the first command without a new one (command held)
     overruns: int = 0  # ticks that finished after the next tick's deadline
     episode_returns: list[float] = field(default_factory=list)
+    falls: int = 0  # episodes the task ended early (a fall), not by its time limit
 
     def summary(self) -> str:
         return (
             f"{self.ticks} states published, {self.commands} commands applied, {self.crc_errors} CRC "
             f"errors, {self.bad_messages} malformed, {self.second_commander} from a second commander, "
             f"{self.idle_ticks} ticks without a new command, "
-            f"{self.overruns} overruns, {len(self.episode_returns)} episodes ended"
+            f"{self.overruns} overruns, {len(self.episode_returns)} episodes ended ({self.falls} by a fall)"
         )
 
 
@@ -192,7 +193,10 @@ class DdsRobotServer:
         self._return += float(extras.get("reward") or 0.0)
         if extras.get("done"):
             self.stats.episode_returns.append(self._return)
-            log.info("robot-sim: episode %d return %.1f", len(self.stats.episode_returns), self._return)
+            fell = bool(extras.get("terminated"))
+            self.stats.falls += fell
+            n = len(self.stats.episode_returns)
+            log.info("robot-sim: episode %d return %.1f%s", n, self._return, " (fell)" if fell else "")
             self._return = 0.0
             self.robot.reset(self.seed + len(self.stats.episode_returns))
 
