@@ -169,6 +169,10 @@ class BatchedTask:
         self._qvel[ids] = qvel
         self.batch.forward(ids)
         self.elapsed[ids] = 0
+        self._reset_rows(ids)
+
+    def _reset_rows(self, ids: np.ndarray) -> None:
+        """What else a new episode in simulations `ids` resets (the rules' own memory)."""
 
     def _draw(self, i: int, seed: int | None, overrides: Mapping[str, float] | None):
         """Simulation i's episode, drawn in the single env's order; writes its model fields."""

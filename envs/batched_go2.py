@@ -8,7 +8,7 @@ redraws), so for the same seeds the privileged observations, rewards and termina
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -43,16 +43,7 @@ class BatchedGo2(BatchedTask):
         """One physics step of every simulation (`go2.Sim`)."""
         self.batch.step(nstep=1)
 
-    def reset(
-        self,
-        ids: Sequence[int] | np.ndarray,
-        seeds: Sequence[int | None] | None = None,
-        overrides: Mapping[str, float] | None = None,
-    ) -> None:
-        ids = np.asarray(ids, dtype=np.int64)
-        super().reset(ids, seeds, overrides)
-        if ids.size == 0:
-            return
+    def _reset_rows(self, ids: np.ndarray) -> None:
         self.userdata[ids] = self._commands[ids]
         st = self.state
         st.action[ids], st.air_time[ids], st.steps[ids] = 0.0, 0.0, 0

@@ -272,14 +272,15 @@ def test_controller_against_robot_sim_cli_over_dds_for_seconds(policy_dir, tmp_p
     assert robot.stats.states >= 0.9 * stats.steps and published >= robot.stats.states
 
 
-def test_hopper_readings_arrive_over_dds_as_the_simulator_reads_them():
-    """Joint positions, velocities and the IMU (quaternion, gyro) through LowState_ and the mapping."""
+@contextlib.contextmanager
+def connected_sim(task: str, mapping: str):
+    """robot-sim serving `task` over DDS (ticked by the test) and a `DdsRobot` connected to it."""
     from sim2real.config import Config
     from sim2real.deploy.robot_sim import make_dds_server
 
     cfg = Config()
-    cfg.task.name, cfg.transport = "hopper", "dds"
-    cfg.robot = load_mapping("hopper_unitree_go", domain=dds_domain())
+    cfg.task.name, cfg.transport = task, "dds"
+    cfg.robot = load_mapping(mapping, domain=dds_domain())
     server = make_dds_server(cfg)
     robot = DdsRobot(cfg.robot)
     try:
@@ -298,16 +299,22 @@ def test_hopper_readings_arrive_over_dds_as_the_simulator_reads_them():
             robot.connect()
             stop.set()
             beat.join()
-            got, want = robot.read(), server.robot.read()
-            robot.send(np.array([0.5, -0.5, 0.2], np.float32))
-            time.sleep(0.1)
-            robot.read()  # drain what was sent before the step
-            server.tick()  # applies the command: one control step of the simulator
-            assert robot.wait(2.0)
-            time.sleep(0.01)
-            after, want_after = robot.read(), server.robot.read()
+            yield cfg, server, robot
     finally:
         robot.close()
+
+
+def test_hopper_readings_arrive_over_dds_as_the_simulator_reads_them():
+    """Joint positions, velocities and the IMU (quaternion, gyro) through LowState_ and the mapping."""
+    with connected_sim("hopper", "hopper_unitree_go") as (cfg, server, robot):
+        got, want = robot.read(), server.robot.read()
+        robot.send(np.array([0.5, -0.5, 0.2], np.float32))
+        time.sleep(0.1)
+        robot.read()  # drain what was sent before the step
+        server.tick()  # applies the command: one control step of the simulator
+        assert robot.wait(2.0)
+        time.sleep(0.01)
+        after, want_after = robot.read(), server.robot.read()
     assert list(got) == list(cfg.robot.readings)
     np.testing.assert_allclose([got[k] for k in want], list(want.values()), atol=1e-5)
     np.testing.assert_allclose([after[k] for k in want_after], list(want_after.values()), atol=1e-5)
@@ -332,39 +339,15 @@ def test_go2_readings_and_remote_command_arrive_over_dds_and_its_motors_hold_the
     wireless-remote sticks) reach DdsRobot with go2.yaml as the simulator reads them; a LowCmd_ of the
     standing pose runs the motors' PD in the simulator (the trunk stays up)."""
     from envs import go2
-    from sim2real.config import Config
-    from sim2real.deploy.robot_sim import make_dds_server
 
-    cfg = Config()
-    cfg.task.name, cfg.transport = "go2", "dds"
-    cfg.robot = load_mapping("go2", domain=dds_domain())
-    server = make_dds_server(cfg)
-    robot = DdsRobot(cfg.robot)
-    try:
-        with contextlib.ExitStack() as stack:
-            stack.callback(server.robot.close)
-            stack.callback(server.close)
-            stop = threading.Event()
-
-            def heartbeat():
-                while not stop.is_set():
-                    server.tick()
-                    time.sleep(0.01)
-
-            beat = threading.Thread(target=heartbeat)
-            beat.start()
-            robot.connect()
-            stop.set()
-            beat.join()
-            got, want = robot.read(), server.robot.read()
-            for _ in range(25):  # half a second of the standing pose
-                robot.send(np.zeros(12, np.float32))
-                time.sleep(0.005)
-                server.tick()
-            assert robot.wait(2.0)
-            height = float(server.robot.extras()["privileged"][go2.BASE_OBS.index("base_height")])
-    finally:
-        robot.close()
+    with connected_sim("go2", "go2") as (cfg, server, robot):
+        got, want = robot.read(), server.robot.read()
+        for _ in range(25):  # half a second of the standing pose
+            robot.send(np.zeros(12, np.float32))
+            time.sleep(0.005)
+            server.tick()
+        assert robot.wait(2.0)
+        height = float(server.robot.extras()["privileged"][go2.BASE_OBS.index("base_height")])
     assert list(got) == list(cfg.robot.readings)
     np.testing.assert_allclose([got[k] for k in want], list(want.values()), atol=1e-5)
     command = [got[f"command/{c}"] for c in ("vx", "vy", "yaw_rate")]
