@@ -173,3 +173,25 @@ def test_deploy_refuses_unvalidated_unless_forced(tmp_path):
         require_validated(export, tmp_path)
     record = require_validated(export, tmp_path, force=True)
     assert record["forced"] and not record["validated"]
+
+
+def test_gate_reach_says_how_far_past_each_range_the_student_keeps_its_score():
+    def curve(means: dict[float, float]) -> list[list[float]]:
+        return [[v, m, m, m, 0.0] for v, m in sorted(means.items())]
+
+    grid = (0.6, 0.8, 1.0, 1.2, 1.4, 1.6)
+    curves = {
+        "mass_scale": {
+            "teacher": curve(dict.fromkeys(grid, 100.0)),
+            "random": curve(dict.fromkeys(grid, 0.0)),
+            # holds inside [0.8, 1.2] and at 1.4; breaks at 0.6 below and at 1.6 above
+            "student": curve({0.6: 50.0, 0.8: 95.0, 1.0: 97.0, 1.2: 92.0, 1.4: 91.0, 1.6: 70.0}),
+        }
+    }
+    reach = stats.gate_reach(curves, {"mass_scale": (0.8, 1.2)}, 0.9)["mass_scale"]
+    assert reach["inside"] and reach["below"] is None and reach["above"] == 1.4
+    assert reach["above_widths"] == pytest.approx(0.5)
+    dip = {**dict.fromkeys(grid, 95.0), 1.0: 80.0}  # fails inside the range, holds everywhere past it
+    curves["mass_scale"]["student"] = curve(dip)
+    reach = stats.gate_reach(curves, {"mass_scale": (0.8, 1.2)}, 0.9)["mass_scale"]
+    assert not reach["inside"] and reach["below"] == 0.6 and reach["above"] == 1.6

@@ -109,5 +109,35 @@ def markdown(report: dict, figures: list[str]) -> str:
                 f"{s['ci95'][1]:.1f}] | {s['iqm']:.1f} | {s['p10']:.1f} | {s['failure_rate']:.0%} | "
                 f"{s['jerk']:.3f} | {score} | {task} |"
             )
+    lines += _reach_lines(report.get("reach") or {}, gate)
     lines += ["", "## Figures", ""] + [f"![{Path(f).stem}]({Path(f).name})" for f in figures]
     return "\n".join(lines) + "\n"
+
+
+def _reach_lines(reach: dict, gate: dict) -> list[str]:
+    """The table of how far past each training range the student keeps the gate's mean score."""
+    if not reach:
+        return []
+    threshold = next((c.get("threshold") for c in gate["checks"] if c["name"] == "mean score vs teacher"), "")
+    lines = [
+        "",
+        "## Past the training ranges",
+        "",
+        "One parameter swept at a time: the farthest value each side of the training range through",
+        f"which the student keeps ≥ {threshold} of the teacher's score at every swept point (in range",
+        "widths past it). Few episodes per point: a single fall can break a point.",
+        "",
+        "| parameter | holds inside | below the range | above the range |",
+        "|---|---|---|---|",
+    ]
+
+    def side(entry: dict, key: str) -> str:
+        value, widths = entry.get(key), entry.get(f"{key}_widths")
+        if value is None:
+            return "not past it"
+        return f"{value:g}" + ("" if widths is None else f" ({widths:.2f})")
+
+    for param, e in sorted(reach.items()):
+        inside = "yes" if e["inside"] else "NO"
+        lines.append(f"| {param} | {inside} | {side(e, 'below')} | {side(e, 'above')} |")
+    return lines

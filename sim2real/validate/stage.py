@@ -113,6 +113,7 @@ def _report(cfg, onnx: Path, sha: str, metrics: dict, results: list, ranges: dic
         "gate": gate,
         "metrics": metrics,
         "sweeps": curves,
+        "reach": stats.gate_reach(curves, train_ranges, cfg.validate.gate.min_mean_ratio),
         "seeds": {"base": cfg.validate.seed_base, "episodes": len({r["seed"] for r in results})},
         "config": dataclasses.asdict(cfg.validate),
     }

@@ -96,6 +96,41 @@ def sweep_curves(results: list[dict]) -> dict[str, dict[str, list[list[float]]]]
     return dict(curves)
 
 
+def gate_reach(curves: dict, ranges: dict[str, tuple[float, float]], min_ratio: float) -> dict[str, dict]:
+    """How far past each training range the student keeps `min_ratio` of the teacher's score, one
+    parameter swept at a time: param -> {"below", "above": the farthest swept value reached from the
+    range through grid points that all hold (None: the first one past the range fails, or none was
+    swept), "below_widths", "above_widths": that distance in training-range widths, "inside": every
+    grid point in the range holds}. Score = (student − random) / (teacher − random) of the means."""
+    out = {}
+    for param, by_policy in curves.items():
+        if param not in ranges or not {"student", "teacher", "random"} <= set(by_policy):
+            continue
+        lo, hi = ranges[param]
+        means = {p: {v[0]: v[1] for v in pts} for p, pts in by_policy.items()}
+        holds = {}
+        for v, s in means["student"].items():
+            t, r = means["teacher"].get(v), means["random"].get(v)
+            gap = None if t is None or r is None else t - r
+            holds[v] = bool(gap and (s - r) / gap >= min_ratio) or (gap is not None and abs(gap) < 1e-9)
+        width = hi - lo
+        entry: dict[str, float | bool | None] = {
+            "inside": all(ok for v, ok in holds.items() if lo <= v <= hi)
+        }
+        for side, outward in (("below", sorted((v for v in holds if v < lo), reverse=True)),
+                              ("above", sorted(v for v in holds if v > hi))):  # fmt: skip
+            reached = None
+            for v in outward:
+                if not holds[v]:
+                    break
+                reached = v
+            entry[side] = reached
+            past = None if reached is None else abs(reached - (lo if side == "below" else hi))
+            entry[f"{side}_widths"] = None if past is None or width <= 0 else past / width
+        out[param] = entry
+    return out
+
+
 def gate(metrics: dict[str, dict], cfg: GateConfig) -> dict:
     """Checks on the training randomization and failure bounds; passed only if every check passes."""
     checks = []
