@@ -118,3 +118,17 @@ def load_progress(out_dir: Path, optimizer: torch.optim.Optimizer) -> dict[str, 
         group.update(saved)
     optimizer.load_state_dict({"state": state, "param_groups": current["param_groups"]})
     return info
+
+
+def config_key(cfg, data: Path | str, bound: bool) -> str:
+    """Identity of what a distill run's trajectory depends on (config, store path, task binding): a
+    progress checkpoint resumes only under the same key."""
+    import hashlib
+    from dataclasses import asdict
+
+    from sim2real.stages import output_fields
+
+    distill = output_fields(cfg.distill)  # execution-only fields have no effect on the trajectory
+    blob = {"student": asdict(cfg.student), "distill": distill, "seed": cfg.seed,
+            "task": asdict(cfg.task), "data": str(data), **({"bound": True} if bound else {})}  # fmt: skip
+    return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()

@@ -120,3 +120,18 @@ def evaluate(
     finally:
         for env in env_list:
             env.close()
+
+
+def env_matches(task: str, student_names, action_names) -> bool:
+    """Whether `task`'s env observes and acts under these names (a store it can roll out from)."""
+    env = make_envs(task, None, 1)[0]
+    ours = (tuple(env.unwrapped.student_names), tuple(env.unwrapped.action_names))
+    env.close()
+    return ours == (tuple(student_names), tuple(action_names))
+
+
+def mean_ci95(returns: np.ndarray) -> dict[str, float]:
+    """{"mean", "ci95"}: the mean return and its normal 95% half-width (NaN for one episode)."""
+    n = len(returns)
+    ci = 1.96 * returns.std(ddof=1) / np.sqrt(n) if n > 1 else float("nan")
+    return {"mean": float(returns.mean()), "ci95": float(ci)}

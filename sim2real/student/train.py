@@ -9,8 +9,6 @@ Under `torchrun` it trains data-parallel (DDP) with the trajectory of one proces
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -23,10 +21,9 @@ from tqdm import tqdm
 from sim2real.artifacts import RunLayout, sha256_file, sha256_tree, stage_run
 from sim2real.config import Config, LoggerConfig
 from sim2real.data.sampler import WindowSampler, fit_stats, split_episodes
-from sim2real.data.store import exists, select_episodes, stored_path
+from sim2real.data.store import exists, stored_path
 from sim2real.errors import UserError
 from sim2real.metrics import MetricLogger
-from sim2real.stages import output_fields
 from sim2real.student import checkpoint as ckpt
 from sim2real.student.distributed import (
     World,
@@ -40,10 +37,11 @@ from sim2real.student.distributed import (
     sum_over_ranks,
 )
 from sim2real.student.episodes import filter_line, keep_top, load_training_data, return_conditioned
+from sim2real.student.loss import DistillLoss
 from sim2real.student.model import ModelConfig
 from sim2real.student.normalizer import return_stats
-from sim2real.student.optim import lr_at, make_optimizer, masked_mse, past_saturated_labels
-from sim2real.student.rollout import evaluate, make_envs
+from sim2real.student.optim import lr_at, make_optimizer, masked_mse
+from sim2real.student.rollout import env_matches, evaluate, mean_ci95
 
 EVAL_SEED_BASE = 2**31 - 2**20  # evaluation seeds EVAL_SEED_BASE + i: far from collection and DAgger seeds
 VAL_MAX_BATCHES = 20
@@ -125,7 +123,10 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.model = ckpt.build_model(self._model_config()).to(self.device)
         self._fit_normalizer()
-        self.aux = self._aux_targets()
+        s = cfg.student
+        self.loss = DistillLoss.build(
+            self.spec, self.arrays, self.train_eps, self.dc.saturated_labels, s.aux_privileged, self.device
+        )
         self.opt = make_optimizer(self.model, self.dc, self.device)
         log_cfg = cfg.logger if self.world.is_main else LoggerConfig(kind="none")
         self.logger = MetricLogger(log_cfg, out, "distill", asdict(cfg))
@@ -154,7 +155,6 @@ class Trainer:
     def _load_data(self) -> None:
         d = load_training_data(self.data, self.cfg.task.name, self.cfg.task_explicit, self.dc.dagger_rounds)
         self.spec, self.arrays, self.sources, self.bound = d.spec, d.arrays, d.sources, d.bound
-        self._bounds = (self.spec.action_low, self.spec.action_high)  # (Da,) each: what the env clips to
         self.num_eps = d.num_episodes
         for note in d.notes:  # only on the first load: DAgger (which reloads) never runs on a bound store
             self._say(note)
@@ -165,9 +165,8 @@ class Trainer:
         K, dev, seed = self.cfg.student.history, self.device, self.cfg.seed
         arrays = return_conditioned(self.arrays, self.data) if self.cfg.student.rtg else self.arrays
         step_seed = seed + 7919 * self.step
-        aux = self.cfg.student.aux_privileged > 0
         self.sampler = WindowSampler(
-            arrays, K, episodes=self.train_eps, device=dev, seed=step_seed, privileged=aux
+            arrays, K, episodes=self.train_eps, device=dev, seed=step_seed, privileged=self.loss.uses_aux
         )
         if val:
             self.val_sampler = WindowSampler(arrays, K, episodes=self.val_eps, device=dev, seed=seed)
@@ -190,15 +189,6 @@ class Trainer:
             float(self.spec.control_dt or 0.0),
             aux_dim=int(self.spec.privileged_dim),
         )
-
-    def _aux_targets(self) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """(mean, std) (Dp,) of the privileged obs on the training episodes: the auxiliary loss's scale."""
-        if self.cfg.student.aux_privileged <= 0:
-            return None
-        priv = select_episodes(self.arrays, self.train_eps)["privileged_obs"].astype(np.float64)  # (n, Dp)
-        std = np.where(priv.std(0) < 1e-6, 1.0, priv.std(0))
-        return (torch.as_tensor(priv.mean(0), dtype=torch.float32, device=self.device),
-                torch.as_tensor(std, dtype=torch.float32, device=self.device))  # fmt: skip
 
     def _fit_normalizer(self) -> None:
         stats: dict[str, Any] = dict(fit_stats(self.arrays, self.train_eps))
@@ -273,27 +263,20 @@ class Trainer:
         part = shard(batch, self.world)
         rtg = part.rtg if self.cfg.student.rtg else None
         with self._autocast():
-            out = self.train_forward(part.obs, part.mask, rtg, aux=self.aux is not None)
-        pred, aux = out if self.aux is not None else (out, None)
+            out = self.train_forward(part.obs, part.mask, rtg, aux=self.loss.uses_aux)
+        pred, aux = out if self.loss.uses_aux else (out, None)
         target = self.model.normalizer.action(part.action)
-        loss = sharded_masked_mse(self._past_bounds(pred, target, part.action), target, part.mask, batch.mask,
-                                  self.world)  # fmt: skip
+        pred = self.loss.past_bounds(pred, target, part.action)
+        loss = sharded_masked_mse(pred, target, part.mask, batch.mask, self.world)
         if aux is not None:
-            mean, std = self.aux
-            aux_target = (part.privileged - mean) / std  # (b, K, Dp)
+            aux_target = self.loss.aux_target(part.privileged)  # (b, K, Dp)
             aux_loss = sharded_masked_mse(aux, aux_target, part.mask, batch.mask, self.world)
-            loss = loss + self.cfg.student.aux_privileged * aux_loss
+            loss = loss + self.loss.aux_weight * aux_loss
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.dc.grad_clip)
         self.opt.step()
         return loss.detach()
-
-    def _past_bounds(self, pred: torch.Tensor, target: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-        if not self.dc.saturated_labels:
-            return pred
-        low, high = (torch.as_tensor(b, dtype=label.dtype, device=label.device) for b in self._bounds)
-        return past_saturated_labels(pred, target, label, low, high)
 
     def _autocast(self):
         if self.dc.amp and self.device.type == "cuda":
@@ -311,7 +294,8 @@ class Trainer:
                 pred = self.forward(batch.obs, batch.mask, batch.rtg if self.cfg.student.rtg else None)
             n = float(batch.mask.sum())
             target = self.model.normalizer.action(batch.action)
-            total += float(masked_mse(self._past_bounds(pred, target, batch.action), target, batch.mask)) * n
+            pred = self.loss.past_bounds(pred, target, batch.action)
+            total += float(masked_mse(pred, target, batch.mask)) * n
             weight += n
         self.model.train()
         return total / max(weight, 1.0)
@@ -319,12 +303,9 @@ class Trainer:
     def can_evaluate(self) -> bool:
         """Rollouts need the store's observations to be the task env's (not so for foreign imports)."""
         if self._env_matches is None:
-            env = make_envs(self.cfg.task.name, None, 1)[0]
-            ours = (tuple(env.unwrapped.student_names), tuple(env.unwrapped.action_names))
-            env.close()
-            self._env_matches = ours == (tuple(self.spec.student_names), tuple(self.spec.action_names))
+            task = self.cfg.task.name
+            self._env_matches = env_matches(task, self.spec.student_names, self.spec.action_names)
             if not self._env_matches:
-                task = self.cfg.task.name
                 hint = " (it names no task: distill task=NAME binds it)" if self.spec.task is None else ""
                 self._say(f"distill: {self.data} has other observations than task {task}: no rollouts{hint}")
         return self._env_matches
@@ -337,8 +318,7 @@ class Trainer:
         seeds = [EVAL_SEED_BASE + i for i in range(n)]
         returns = evaluate(self.cfg.task.name, self.cfg.task.ranges(), seeds, self.model)
         self.model.train()
-        ci = 1.96 * returns.std(ddof=1) / np.sqrt(n) if n > 1 else float("nan")
-        return {"eval/return_mean": float(returns.mean()), "eval/return_ci95": float(ci)}
+        return {f"eval/return_{k}": v for k, v in mean_ci95(returns).items()}
 
     # ---- DAgger --------------------------------------------------------------------------------------
     def _dagger_round(self, r: int) -> None:
@@ -365,20 +345,14 @@ class Trainer:
         self.checkpoint()
 
     # ---- checkpoints ---------------------------------------------------------------------------------
-    def _config_key(self) -> str:
-        distill = output_fields(self.dc)  # execution-only fields have no effect on the trajectory
-        blob = {"student": asdict(self.cfg.student), "distill": distill, "seed": self.cfg.seed,
-                "task": asdict(self.cfg.task), "data": str(self.data),
-                **({"bound": True} if self.bound else {})}  # fmt: skip
-        return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
-
     def checkpoint(self) -> None:
         """Weights + config + progress (rank 0), then the train sampler is reseeded on every rank (see
         `_make_samplers`)."""
         if self.world.is_main:
             ckpt.save_student(self.out, self.model)
             info = {
-                "step": self.step, "round": self.round, "config_key": self._config_key(),
+                "step": self.step, "round": self.round,
+                "config_key": ckpt.config_key(self.cfg, self.data, self.bound),
                 "num_episodes": self.num_eps, "train_episodes": self.train_eps.tolist(),
                 "val_episodes": self.val_eps.tolist(),
                 "torch_rng": torch.get_rng_state().numpy().tobytes().hex(),
@@ -390,7 +364,8 @@ class Trainer:
         info = ckpt.read_progress_info(self.out) if self.dc.resume else None
         if info is None:
             return False
-        if info.get("config_key") != self._config_key() or info.get("num_episodes") != self.num_eps:
+        key = ckpt.config_key(self.cfg, self.data, self.bound)
+        if info.get("config_key") != key or info.get("num_episodes") != self.num_eps:
             self._say(f"distill: progress in {self.out} is for another config or store; starting afresh")
             return False
         self.model.load_state_dict(ckpt.load_weights(self.out), strict=True)

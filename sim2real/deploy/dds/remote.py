@@ -11,10 +11,13 @@ OFFSETS = (4, 8, 12, 20)  # byte offset of each stick in the 40 bytes
 SIZE = 40
 
 
+_FLOATS = np.array(OFFSETS) // 4 - 1  # positions of the sticks among the 5 floats from byte 4 (L2 skipped)
+
+
 def decode(raw: np.ndarray) -> np.ndarray:
-    """(4,) stick values lx, rx, ry, ly in [-1, 1] from the 40 remote bytes."""
-    b = np.ascontiguousarray(raw, dtype=np.uint8).tobytes()
-    return np.array([np.frombuffer(b, "<f4", 1, o)[0] for o in OFFSETS], dtype=np.float64)
+    """(4,) stick values lx, rx, ry, ly in [-1, 1] from the 40 remote bytes (read on every state)."""
+    floats = np.ascontiguousarray(raw, dtype=np.uint8)[4:24].view("<f4")  # (5,) lx, rx, ry, L2, ly
+    return floats[_FLOATS].astype(np.float64)
 
 
 def encode(sticks: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
