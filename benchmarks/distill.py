@@ -231,7 +231,7 @@ def main() -> None:
     if args.rl_algos == "teacher":
         args.rl_algos = cfg.teacher.algo
     if args.nominal:  # collection, DAgger and evaluation alike
-        for name, value in parameters.nominal().items():
+        for name, value in parameters.nominal(cfg.task.name).items():
             setattr(cfg.task.randomization, name, [value, value])
     expert = load_expert(cfg.expert, cfg.run_dir, cfg.task.name)
     with tempfile.TemporaryDirectory(prefix="s2r-bench-distill-") as tmp:

@@ -127,7 +127,7 @@ class BatchedTask:
         self.action_high = single.action_space.high.astype(np.float64)  # (nu,)
         model = single.base.model
         self._nominal = dr.NominalModel.of(model)
-        self._physical = parameters.physical()
+        self._physical = parameters.physical(task)
         self.batch = mujoco.batch.Batch(model, n, nthread=nthread, persistent=True)
         self._fields = {f: self.batch.expand(f) for f in self._nominal.fields}
         self._sims = [_SimFields(self._fields, i) for i in range(n)]
@@ -140,7 +140,7 @@ class BatchedTask:
         self._params = np.zeros((n, len(self._physical)), dtype=np.float32)  # (n, K) privileged tail
         self._rng: list[np.random.Generator | None] = [None] * n  # the single env's np_random
         self._base_rng: list[np.random.Generator | None] = [None] * n  # its base env's np_random
-        self.dynamics: list[dict[str, float]] = [parameters.nominal() for _ in range(n)]
+        self.dynamics: list[dict[str, float]] = [parameters.nominal(task) for _ in range(n)]
         self.elapsed = np.zeros(n, dtype=np.int64)  # control steps in the current episode
         single.close()
 

@@ -26,6 +26,7 @@ class BatchedGo2(BatchedTask):
         self.qpos, self.qvel, self.ctrl = self._qpos, self._qvel, self._ctrl
         self.actuator_force, self.sensordata = b.bind("actuator_force"), b.bind("sensordata")
         self.xmat, self.userdata = b.bind("xmat"), b.bind("userdata")  # (n, nbody, 9), (n, 3)
+        self.qfrc_applied = b.bind("qfrc_applied")  # (n, nv)
         self.state = go2.State.zeros(n)
         self._commands = np.zeros((n, 3))  # drawn at reset, written once the batch is reset
 
@@ -45,9 +46,9 @@ class BatchedGo2(BatchedTask):
 
     def _reset_rows(self, ids: np.ndarray) -> None:
         self.userdata[ids] = self._commands[ids]
-        st = self.state
-        st.action[ids], st.air_time[ids], st.steps[ids] = 0.0, 0.0, 0
-        st.dq[ids] = self.qvel[ids][:, self.rules.dadr]
+        for i in ids:
+            self.state.start(int(i), self.dynamics[int(i)])
+        self.state.dq[ids] = self.qvel[ids][:, self.rules.dadr]
 
     def observe(self, ids: np.ndarray | None = None) -> np.ndarray:
         rows = slice(None) if ids is None else ids
@@ -58,7 +59,8 @@ class BatchedGo2(BatchedTask):
         act = np.clip(actions, self.action_low, self.action_high, out=self._act)  # (n, 12)
         _, reward, terminated, _ = self.rules.step(self, self.state, act)
         self.elapsed += 1
-        for i in np.flatnonzero(self.state.steps % go2.COMMAND_PERIOD == 0):
-            self.userdata[i] = go2.draw_command(self._base_rng[i])
+        steps = self.state.steps
+        for i in np.flatnonzero((steps % go2.COMMAND_PERIOD == 0) | (steps % go2.PUSH_PERIOD == 0)):
+            self.rules.redraw(self, self.state, int(i), self._base_rng[i])
         truncated = self.elapsed >= self.max_steps
         return self.observe(), reward, terminated, truncated

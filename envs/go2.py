@@ -44,6 +44,7 @@ COMMAND_NAMES = ("command/vx", "command/vy", "command/yaw_rate")
 COMMAND_LOW = np.array([-1.0, -0.5, -1.0])  # m/s, m/s, rad/s
 COMMAND_HIGH = np.array([1.0, 0.5, 1.0])
 COMMAND_PERIOD = 500  # control steps (10 s) between command draws
+PUSH_PERIOD, PUSH_STEPS = 150, 10  # a push every 3 s, lasting 0.2 s (strength: the episode's push_accel)
 STANDING_COMMAND_PROB = 0.1  # share of draws that command standing still
 RESET_JOINT_NOISE = 0.1  # rad, uniform, around the standing pose
 RESET_VEL_NOISE = 0.2  # m/s, uniform, trunk vx and vy
@@ -80,6 +81,7 @@ BASE_OBS = (
     + [f"last_action/{j}" for j in JOINTS]
     + [f"foot_force/{leg}" for leg in LEGS]
     + ["base_height"]
+    + [f"push/{c}" for c in "xy"]  # the push in force (m/s² of the nominal mass), trunk frame
 )
 LIN_VEL, ANG_VEL, GRAVITY, COMMAND = 0, 3, 6, 9  # first columns of those blocks (envs.TASKS["go2"] metrics)
 
@@ -94,6 +96,7 @@ class Sim(Protocol):
     sensordata: np.ndarray
     xmat: np.ndarray  # (n, nbody, 9)
     userdata: np.ndarray
+    qfrc_applied: np.ndarray
 
     def advance(self) -> None: ...
 
@@ -117,10 +120,24 @@ class State:
     dq: np.ndarray  # (n, 12) joint velocities at the last control step
     air_time: np.ndarray  # (n, 4) seconds each foot has been off the ground
     steps: np.ndarray  # (n,) control steps into the episode
+    gains: np.ndarray  # (n, 2) the motors' kp and kd against the commanded ones (episode parameters)
+    push_accel: np.ndarray  # (n,) the episode's push strength, m/s²
+    push: np.ndarray  # (n, 2) the push in force, world frame, m/s² of the nominal mass
+    push_left: np.ndarray  # (n,) control steps it still lasts
 
     @classmethod
     def zeros(cls, n: int) -> State:
-        return cls(np.zeros((n, 12)), np.zeros((n, 12)), np.zeros((n, 4)), np.zeros(n, dtype=np.int64))
+        return cls(
+            np.zeros((n, 12)), np.zeros((n, 12)), np.zeros((n, 4)), np.zeros(n, dtype=np.int64),
+            np.ones((n, 2)), np.zeros(n), np.zeros((n, 2)), np.zeros(n, dtype=np.int64),
+        )  # fmt: skip
+
+    def start(self, row: int, dynamics: dict[str, float]) -> None:
+        """Row `row` begins an episode under `dynamics` (the rules' parameters; absent ones nominal)."""
+        self.action[row], self.air_time[row], self.steps[row] = 0.0, 0.0, 0
+        self.gains[row] = dynamics.get("kp_scale", 1.0), dynamics.get("kd_scale", 1.0)
+        self.push_accel[row] = dynamics.get("push_accel", 0.0)
+        self.push[row], self.push_left[row] = 0.0, 0
 
 
 class Go2Rules:
@@ -132,6 +149,9 @@ class Go2Rules:
         self.dadr = np.array([model.jnt_dofadr[j] for j in ids])  # (12,)
         self.standing = np.array([STANDING[j] for j in JOINTS])  # (12,)
         self.trunk = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, "trunk")
+        free = int(model.jnt_dofadr[model.body_jntadr[self.trunk]])
+        self.push_dofs = slice(free, free + 2)  # the free joint's world-frame x, y force
+        self.mass = float(model.body_mass.sum())  # nominal: a push's force is accel x this
         self.dt = float(model.opt.timestep) * FRAME_SKIP
 
         def sensor(name: str, dim: int) -> slice:
@@ -145,14 +165,15 @@ class Go2Rules:
         self.falls = [sensor(f"{leg}_hip_touch", 1).start for leg in LEGS] + [sensor("trunk_touch", 1).start]
         self.limbs = [sensor(f"{leg}_{p}_touch", 1).start for p in ("thigh", "calf") for leg in LEGS]
 
-    def act(self, sim: Sim, command: MotorCommand) -> np.ndarray:
-        """Run the motors' law `tau + kp (q - q_j) + kd (dq - dq_j)` on `command` for one control step;
-        returns each simulation's mean squared joint torque sum (n,)."""
+    def act(self, sim: Sim, command: MotorCommand, gains: np.ndarray) -> np.ndarray:
+        """Run the motors' law `tau + kp (q - q_j) + kd (dq - dq_j)` on `command` for one control step, with
+        the motors' own gains (n, 2) against the commanded; returns the mean squared joint torque sum (n,)."""
         c = command
+        kp, kd = np.multiply(c.kp, gains[:, :1]), np.multiply(c.kd, gains[:, 1:])  # (n, 12) or (n, 1)
         torque_sq = np.zeros(len(sim.qpos))
         for _ in range(FRAME_SKIP):
             q, dq = sim.qpos[:, self.qadr], sim.qvel[:, self.dadr]
-            sim.ctrl[:] = c.tau + c.kp * (c.q - q) + c.kd * (c.dq - dq)
+            sim.ctrl[:] = c.tau + kp * (c.q - q) + kd * (c.dq - dq)
             sim.advance()  # the actuators' ctrlrange clips at the torque limits; gear = motor strength
             torque_sq += np.square(sim.actuator_force).sum(1)
         return torque_sq / FRAME_SKIP
@@ -179,7 +200,10 @@ class Go2Rules:
             motors = self.command_of(action)
         else:
             action = self.action_of(motors)
-        torque_sq = self.act(sim, motors)
+        pushing = (state.push_left > 0)[:, None]  # (n, 1)
+        sim.qfrc_applied[:, self.push_dofs] = np.where(pushing, state.push * self.mass, 0.0)
+        torque_sq = self.act(sim, motors, state.gains)
+        np.maximum(state.push_left - 1, 0, out=state.push_left)
         touch = sim.sensordata
         feet = touch[:, self.feet] > CONTACT_FORCE  # (n, 4)
         limb_hits = (touch[:, self.limbs] > CONTACT_FORCE).sum(1)  # (n,)
@@ -223,9 +247,27 @@ class Go2Rules:
                 state.action[rows],
                 s[:, self.feet] / weight,
                 sim.qpos[rows, 2:3],
+                self.push_in_trunk(sim, state, rows),
             ],
             axis=1,
         )
+
+    def push_in_trunk(self, sim: Sim, state: State, rows: Any = slice(None)) -> np.ndarray:
+        """(n, 2) the push acting in the next step (m/s²), in the trunk frame's x and y."""
+        push = np.where((state.push_left[rows] > 0)[:, None], state.push[rows], 0.0)  # (n, 2) world
+        rot = sim.xmat[rows, self.trunk].reshape(-1, 3, 3)  # (n, 3, 3) trunk to world
+        return np.einsum("nij,ni->nj", rot[:, :2, :2], push)  # R^T p, the planar part
+
+    def redraw(self, sim: Sim, state: State, row: int, rng: np.random.Generator) -> None:
+        """Between control steps: row `row`'s new command every `COMMAND_PERIOD` steps and a push every
+        `PUSH_PERIOD`, drawn from its episode stream in this order (the single and batched envs alike)."""
+        steps = int(state.steps[row])
+        if steps % COMMAND_PERIOD == 0:
+            sim.userdata[row, :3] = draw_command(rng)
+        if steps % PUSH_PERIOD == 0:
+            angle = rng.uniform(0.0, 2.0 * np.pi)  # drawn even when push_accel is 0: the stream stays
+            state.push[row] = state.push_accel[row] * np.array([np.cos(angle), np.sin(angle)])
+            state.push_left[row] = PUSH_STEPS
 
 
 def draw_command(rng: np.random.Generator) -> np.ndarray:
@@ -250,6 +292,7 @@ class _OneSim:
         self.qpos, self.qvel, self.ctrl = data.qpos[None], data.qvel[None], data.ctrl[None]
         self.actuator_force, self.sensordata = data.actuator_force[None], data.sensordata[None]
         self.xmat, self.userdata = data.xmat[None], data.userdata[None]
+        self.qfrc_applied = data.qfrc_applied[None]
 
     def advance(self) -> None:
         mujoco.mj_step(self._model, self._data)
@@ -270,17 +313,24 @@ class Go2Env(MujocoEnv):
         self._sim = _OneSim(self.model, self.data)
         self._state = State.zeros(1)
         self._motors: MotorCommand | None = None  # a raw motor command for the next step
+        self._dynamics: dict[str, float] = {}  # the episode's parameters the rules read (gains, pushes)
 
     @property
     def command(self) -> np.ndarray:
         """(3,) commanded vx (m/s), vy (m/s), yaw rate (rad/s), in the trunk frame; a view into MjData."""
         return self.data.userdata[:3]
 
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        """`options={"dynamics": {...}}`: the episode's rule parameters (`RandomizedTask` passes them)."""
+        self._dynamics = dict((options or {}).get("dynamics", {}))
+        return super().reset(seed=seed)
+
     def reset_model(self) -> np.ndarray:
         qpos, qvel, command = initial_state(self.np_random, self.init_qpos, self.init_qvel, self.rules.qadr)
         self.set_state(qpos, qvel)  # runs mj_forward: the sensors read this state
         self.command[:] = command
         self._state = State.zeros(1)
+        self._state.start(0, self._dynamics)
         self._state.dq[0] = qvel[self.rules.dadr]
         return self.rules.observe(self._sim, self._state)[0]
 
@@ -293,9 +343,8 @@ class Go2Env(MujocoEnv):
         a = np.clip(np.asarray(action, dtype=np.float64), -ACTION_LIMIT, ACTION_LIMIT)[None]  # (1, 12)
         motors, self._motors = self._motors, None
         obs, reward, terminated, terms = self.rules.step(self._sim, self._state, a, motors)
-        if self._state.steps[0] % COMMAND_PERIOD == 0:
-            self.command[:] = draw_command(self.np_random)
-            obs[0, COMMAND : COMMAND + 3] = self.command
+        self.rules.redraw(self._sim, self._state, 0, self.np_random)
+        obs = self.rules.observe(self._sim, self._state)  # with the new command and push
         info = {"reward_terms": {k: float(v[0]) for k, v in terms.items()}}
         return obs[0], float(reward[0]), bool(terminated[0]), False, info
 

@@ -50,13 +50,19 @@ class Parameter:
     unit: str
     comment: str
     integer: bool = False
-    fields: tuple[str, ...] = ()  # MjModel fields `write` sets; none: a sensor parameter
+    fields: tuple[str, ...] = ()  # MjModel fields `write` sets; none: a sensor or rule parameter
     write: Write | None = None
+    tasks: tuple[str, ...] = ()  # the tasks that have it; (): every task
+    rule: bool = False  # read by the task's own rules (motor gains, pushes), not written to the model
 
     @property
     def physical(self) -> bool:
         """Changes the physics: appended to the privileged observation."""
-        return bool(self.fields)
+        return bool(self.fields) or self.rule
+
+    def of(self, task: str | None) -> bool:
+        """Whether `task` has this parameter (None: a parameter every task has)."""
+        return not self.tasks or (task is not None and task in self.tasks)
 
     def range(self) -> Range:
         return Range(self.low, self.high, self.integer)
@@ -80,6 +86,17 @@ def _scale_column0(field: str, also: tuple[str, ...] = ()) -> Write:
         _scale(*also)(model, nominal, value)
 
     return write
+
+
+def _add_to_root_mass(model, nominal, value) -> None:
+    """Payload on the root body (body 1, the trunk): runs after `mass_scale` has rewritten every mass
+    from its nominal copy, so it adds to the scaled mass and never compounds."""
+    model.body_mass[1] += value
+
+
+def _shift_root_com_x(model, nominal, value) -> None:
+    model.body_ipos[:] = nominal["body_ipos"]
+    model.body_ipos[1, 0] += value
 
 
 TABLE: dict[str, Parameter] = {
@@ -114,25 +131,54 @@ TABLE: dict[str, Parameter] = {
             "obs_noise_scale", 0.0, 1.0, 0.0, (0.0, 100.0), "×",
             "multiplier on every sensor's nominal noise std",
         ),
+        # the Go2's own (legged_gym's usual set): a payload, a shifted centre of mass, motor gains, pushes
+        Parameter(
+            "payload_kg", -1.0, 2.0, 0.0, (-5.0, 20.0), "kg",
+            "mass added to the trunk (after mass_scale)",
+            fields=("body_mass",), write=_add_to_root_mass, tasks=("go2",),
+        ),
+        Parameter(
+            "com_offset_x", -0.03, 0.03, 0.0, (-0.2, 0.2), "m",
+            "trunk centre of mass shifted forward",
+            fields=("body_ipos",), write=_shift_root_com_x, tasks=("go2",),
+        ),
+        Parameter(
+            "kp_scale", 0.9, 1.1, 1.0, (0.0, 10.0), "×",
+            "motor position gain against the commanded kp", tasks=("go2",), rule=True,
+        ),
+        Parameter(
+            "kd_scale", 0.9, 1.1, 1.0, (0.0, 10.0), "×",
+            "motor damping gain against the commanded kd", tasks=("go2",), rule=True,
+        ),
+        Parameter(
+            "push_accel", 0.0, 3.0, 0.0, (0.0, 50.0), "m/s²",
+            "horizontal push on the trunk (force / mass) for 0.2 s every 3 s, random direction",
+            tasks=("go2",), rule=True,
+        ),
     )
 }  # fmt: skip
 
 
-def names() -> tuple[str, ...]:
-    return tuple(TABLE)
+def table(task: str | None = None) -> dict[str, Parameter]:
+    """The entries `task` has, in table order (None: those every task has)."""
+    return {n: p for n, p in TABLE.items() if p.of(task)}
 
 
-def physical() -> tuple[str, ...]:
+def names(task: str | None = None) -> tuple[str, ...]:
+    return tuple(table(task))
+
+
+def physical(task: str | None = None) -> tuple[str, ...]:
     """Parameters that change the physics, in the order they end the privileged observation."""
-    return tuple(n for n, p in TABLE.items() if p.physical)
+    return tuple(n for n, p in table(task).items() if p.physical)
 
 
-def nominal() -> dict[str, float]:
-    return {n: p.nominal for n, p in TABLE.items()}
+def nominal(task: str | None = None) -> dict[str, float]:
+    return {n: p.nominal for n, p in table(task).items()}
 
 
-def default_ranges() -> dict[str, Range]:
-    return {n: p.range() for n, p in TABLE.items()}
+def default_ranges(task: str | None = None) -> dict[str, Range]:
+    return {n: p.range() for n, p in table(task).items()}
 
 
 def as_lists(ranges: Mapping[str, Range]) -> dict[str, list[float]]:
@@ -159,15 +205,22 @@ def check_value(name: str, value: float) -> None:
 
 
 def make_ranges(
-    spec: Mapping[str, object] | None, defaults: Mapping[str, object] | None = None
+    spec: Mapping[str, object] | None,
+    defaults: Mapping[str, object] | None = None,
+    task: str | None = None,
 ) -> dict[str, Range]:
-    """Ranges from a config mapping `{name: [low, high]}` (or `Range`; None: the default); unnamed ones
-    keep the task's `defaults`, then the table's."""
-    ranges = default_ranges()
+    """`task`'s ranges from a config mapping `{name: [low, high]}` (or `Range`; None: the default); unnamed
+    ones keep the task's `defaults`, then the table's. A parameter of other tasks only is a ValueError."""
+    ranges = default_ranges(task)
     for name, value in [*(defaults or {}).items(), *(spec or {}).items()]:
         if value is None:
             continue
         p = _check_name(name, "randomization range")
+        if not p.of(task):
+            raise ValueError(
+                f"randomization range {name!r}: a parameter of task(s) {', '.join(p.tasks)} only, not of "
+                f"{task or 'every task'}; its parameters: {', '.join(ranges)}"
+            )
         if isinstance(value, Range):
             rng = value
         else:
@@ -197,6 +250,8 @@ def resolve(
     dyn = {name: r.sample(rng) for name, r in ranges.items()}
     for name, value in (overrides or {}).items():
         check_value(name, value)
+        if name not in ranges:
+            raise ValueError(f"dynamics parameter {name!r} is not one of this task's: {', '.join(ranges)}")
         dyn[name] = int(value) if TABLE[name].integer else float(value)
     return dyn
 

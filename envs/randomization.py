@@ -24,13 +24,15 @@ class NominalModel:
 
     @classmethod
     def of(cls, model: Any) -> NominalModel:
-        names = [f for p in parameters.TABLE.values() for f in p.fields]
-        if len(names) != len(set(names)):
-            raise ValueError(f"two randomization parameters write the same MjModel field: {sorted(names)}")
+        names = dict.fromkeys(f for p in parameters.TABLE.values() for f in p.fields)
         return cls({f: getattr(model, f).copy() for f in names})
 
 
 def apply(model: Any, nominal: NominalModel, dyn: Mapping[str, float]) -> None:
-    """Write the physical parameters of `dyn` into `model`, starting from the nominal values."""
-    for name in parameters.physical():
-        parameters.TABLE[name].write(model, nominal.fields, dyn[name])
+    """Write the model parameters of `dyn` into `model`, in table order, starting from the nominal values.
+
+    Where two parameters write one field, the first rewrites it from its nominal copy and the later
+    adjusts that (`mass_scale`, then `payload_kg`), so nothing compounds across resets."""
+    for name, p in parameters.TABLE.items():
+        if p.write is not None and name in dyn:
+            p.write(model, nominal.fields, dyn[name])

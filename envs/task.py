@@ -45,9 +45,9 @@ class RandomizedTask(gym.Env):
     ):
         self.base = base
         self.task = task
-        self.ranges = parameters.make_ranges(randomization, envs.task_ranges(task))
+        self.ranges = parameters.make_ranges(randomization, envs.task_ranges(task), task=task or None)
         self.dynamics_names = tuple(self.ranges)  # info["dynamics"] keys, in the stores' order
-        self._physical = parameters.physical()
+        self._physical = parameters.physical(task or None)
         self._nominal = dr.NominalModel.of(base.model)
         self.sensors = make_sensors(base.model)
         self.action_names = _actuator_names(base.model)
@@ -74,7 +74,7 @@ class RandomizedTask(gym.Env):
         )
         self._action = np.zeros(nu)  # (nu,) last executed action, clipped; reused each step
         self._action_low, self._action_high = low, high
-        self._dyn: dict[str, float] = parameters.nominal()
+        self._dyn: dict[str, float] = parameters.nominal(task or None)
 
     @property
     def model(self) -> mujoco.MjModel:
@@ -99,7 +99,8 @@ class RandomizedTask(gym.Env):
         self._builder.set_parameters([self._dyn[n] for n in self._physical])
         noise_std = self.sensors.noise_std * self._dyn["obs_noise_scale"]
         base_seed = None if seed is None else int(self.np_random.integers(2**31))
-        base_obs, info = self.base.reset(seed=base_seed)
+        # the rules' own parameters (motor gains, pushes) reach the base through its reset options
+        base_obs, info = self.base.reset(seed=base_seed, options={"dynamics": self._dyn})
         self._action[:] = 0.0
         raw = self._delay.reset(self._read(), self._dyn["latency_steps"], noise_std, noise_rng)
         info["dynamics"] = self._dyn.copy()

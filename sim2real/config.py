@@ -32,7 +32,7 @@ class TaskConfig:
 
     def ranges(self) -> dict[str, list[float]]:
         """Every parameter's training range: the ones set here over the task's defaults."""
-        return as_lists(make_ranges(vars(self.randomization), envs.task_ranges(self.name)))
+        return as_lists(make_ranges(vars(self.randomization), envs.task_ranges(self.name), task=self.name))
 
 
 @dataclass

@@ -17,7 +17,7 @@ def run(cfg: Config) -> None:
     print(f"task {cfg.task.name} ({envs.env_id(cfg.task.name)}), control dt {task.dt:.3f} s")
     print("dynamics in force:", {k: round(v, 3) for k, v in info["dynamics"].items()})
     print(f"student obs ({len(task.student_names)}): {', '.join(task.student_names)}")
-    physical = parameters.physical()
+    physical = parameters.physical(cfg.task.name)
     print(
         f"privileged obs ({task.privileged_dim}): base env obs ({task.privileged_dim - len(physical)}) "
         f"+ {', '.join(physical)}"

@@ -12,7 +12,7 @@ from envs.observations import PREV_ACTION_PREFIX
 from envs.spec import Trace
 from sim2real.deploy.dds.mapping import load_mapping
 
-NOMINAL = {**parameters.nominal(), "obs_noise_scale": 0.0}
+NOMINAL = {**parameters.nominal("go2"), "obs_noise_scale": 0.0}
 
 
 @pytest.fixture(scope="module")
@@ -116,13 +116,14 @@ def test_go2_tracking_metrics_measure_the_commanded_minus_actual_velocity():
     assert names[go2.COMMAND] == "command/vx"
 
 
-def test_batched_go2_redraws_commands_as_the_single_env_does():
+def test_batched_go2_redraws_commands_and_pushes_as_the_single_env_does():
     n = 2
     batch = batched.make("go2", n, nthread=1)
     singles = [gym.make("sim2real/Go2-v0") for _ in range(n)]
-    batch.reset(range(n), seeds=[3, 4], overrides=NOMINAL)
+    pushed = {**NOMINAL, "push_accel": 2.0, "kp_scale": 0.9, "kd_scale": 1.1}  # 3 pushes before the redraw
+    batch.reset(range(n), seeds=[3, 4], overrides=pushed)
     for i, single in enumerate(singles):
-        single.reset(seed=3 + i, options={"dynamics": NOMINAL})
+        single.reset(seed=3 + i, options={"dynamics": pushed})
     before = batch.observe()[:, go2.COMMAND : go2.COMMAND + 3].copy()
     for _ in range(go2.COMMAND_PERIOD):  # standing-pose targets: nobody falls before the redraw
         obs, _, terminated, _ = batch.step(np.zeros((n, 12)))
@@ -167,3 +168,55 @@ def test_distill_rollouts_execute_go2_actions_past_one_up_to_its_bounds():
     (episode,) = rollout(make_envs("go2", None, 1), [0], expert=Offset(), beta=1.0)
     assert np.all(episode.action[:, 1:] == 3.0) and np.all(episode.action[:, 0] == go2.ACTION_LIMIT)
     assert np.all(episode.expert_action[:, 0] == 9.0)  # the label stays what the expert said
+
+
+def test_go2_payload_and_com_offset_load_the_trunk_after_mass_scale(env):
+    task = env.unwrapped
+    m = task.model
+    trunk = m.body("trunk").id
+    nominal_mass, nominal_com = m.body_mass.copy(), m.body_ipos[trunk].copy()
+    for _ in range(2):  # twice: written from nominal, never compounded
+        env.reset(seed=0, options={"dynamics": {"mass_scale": 1.1, "payload_kg": 2.0, "com_offset_x": 0.02}})
+    assert m.body_mass[trunk] == pytest.approx(1.1 * nominal_mass[trunk] + 2.0)
+    np.testing.assert_allclose(np.delete(m.body_mass, trunk), 1.1 * np.delete(nominal_mass, trunk))
+    np.testing.assert_allclose(m.body_ipos[trunk], nominal_com + np.array([0.02, 0.0, 0.0]))
+    _, info = env.reset(seed=0, options={"dynamics": NOMINAL})
+    np.testing.assert_allclose(m.body_mass, nominal_mass)
+    assert set(info["dynamics"]) >= {"payload_kg", "com_offset_x", "kp_scale", "kd_scale", "push_accel"}
+
+
+def test_go2_motor_gains_scale_the_torque_the_commanded_kp_and_kd_give(env):
+    def first_torque(kp_scale: float, kd_scale: float) -> np.ndarray:
+        env.reset(seed=2, options={"dynamics": {**NOMINAL, "kp_scale": kp_scale, "kd_scale": kd_scale}})
+        env.step(np.full(12, 0.5))  # targets away from the pose: the PD pushes
+        return env.unwrapped.data.ctrl.copy()
+
+    weak, nominal = first_torque(0.5, 1.0), first_torque(1.0, 1.0)
+    assert np.abs(weak).sum() < 0.8 * np.abs(nominal).sum()
+    assert not np.allclose(first_torque(1.0, 3.0), nominal)
+
+
+def test_go2_pushes_the_trunk_every_three_seconds_and_the_teacher_sees_it(env):
+    """A push of push_accel m/s² (random direction) lasts 0.2 s every 3 s; the privileged observation
+    carries it (trunk frame) while it acts; with push_accel 0 nothing moves the trunk."""
+    push = slice(go2.BASE_OBS.index("push/x"), go2.BASE_OBS.index("push/y") + 1)
+
+    def run(accel: float) -> tuple[np.ndarray, np.ndarray]:
+        env.reset(seed=5, options={"dynamics": {**NOMINAL, "push_accel": accel}})
+        seen, vel = [], []
+        for _ in range(go2.PUSH_PERIOD + go2.PUSH_STEPS + 5):
+            obs, _, terminated, _, _ = env.step(np.zeros(12))
+            assert not terminated
+            seen.append(obs["privileged"][push].copy())
+            vel.append(obs["privileged"][go2.LIN_VEL : go2.LIN_VEL + 2].copy())
+        return np.array(seen), np.array(vel)
+
+    seen, vel = run(3.0)
+    active = np.flatnonzero(np.linalg.norm(seen, axis=1) > 0)
+    first = go2.PUSH_PERIOD - 1  # the push drawn after step 150 shows from that step's observation
+    np.testing.assert_array_equal(active, np.arange(first, first + go2.PUSH_STEPS))
+    assert np.linalg.norm(seen[first]) == pytest.approx(3.0, rel=1e-3)  # nearly level: nearly all of it
+    kick = vel[first + go2.PUSH_STEPS] - vel[first]  # along the push (the feet's friction holds back some)
+    assert float(kick @ seen[first]) / 3.0 > 0.1
+    quiet, quiet_vel = run(0.0)
+    assert not quiet.any() and np.abs(quiet_vel[first + go2.PUSH_STEPS]).max() < 0.3

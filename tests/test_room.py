@@ -98,6 +98,24 @@ def test_a_task_owns_its_default_ranges_in_the_env_and_the_config():
     assert env.unwrapped.ranges["latency_steps"] == parameters.Range(0, 2, True)
 
 
+def test_a_parameter_of_one_task_is_sampled_there_and_refused_elsewhere():
+    """The Go2's own parameters (payload, motor gains, pushes) are in its dynamics and privileged tail
+    only."""
+    go2, pendulum = gym.make(envs.env_id("go2")), gym.make(envs.env_id("pendulum"))
+    _, info = go2.reset(seed=0)
+    assert {"payload_kg", "kp_scale", "push_accel"} <= set(info["dynamics"]) <= set(parameters.TABLE)
+    assert go2.unwrapped._physical == parameters.physical("go2")
+    assert "payload_kg" not in pendulum.reset(seed=0)[1]["dynamics"]
+    assert parameters.physical("pendulum") == parameters.physical()  # the six every task has
+    with pytest.raises(ValueError, match=r"payload_kg.*go2 only"):
+        Config(
+            task=TaskConfig(name="pendulum", randomization=parameters.RandomizationConfig(payload_kg=[0, 1]))
+        ).task.ranges()
+    with pytest.raises(ValueError, match="'payload_kg' is not one of this task's"):
+        pendulum.reset(seed=0, options={"dynamics": {"payload_kg": 1.0}})
+    assert Config(task=TaskConfig(name="go2")).task.ranges()["push_accel"] == [0.0, 3.0]
+
+
 def test_a_task_owns_its_failure_rule_and_metrics():
     upright = np.tile([1.0, 0.0, 0.0], (40, 1))
     hanging = np.tile([-1.0, 0.0, 0.0], (40, 1))

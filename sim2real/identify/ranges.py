@@ -20,7 +20,8 @@ def recentred(
     """name -> [low, high]: identified values ± max(ci·CI95, floor·value); known values ± floor·value;
     a value the log could not tell apart keeps its training range; latency ±1 step; noise ×[0.5, 1.5]."""
     out: dict[str, list[float]] = {}
-    for name, p in parameters.TABLE.items():
+    for name in training:  # the task's parameters
+        p = parameters.TABLE[name]
         if name in fixed:
             out[name] = _around(p, fixed[name], floor * abs(fixed[name]))
         elif name in fit.values and fit.identified[name]:
@@ -31,7 +32,7 @@ def recentred(
         elif name == "obs_noise_scale":
             out[name] = _around(p, fit.noise_scale, 0.5 * fit.noise_scale)
         else:
-            out[name] = [float(x) for x in training.get(name, [p.low, p.high])]
+            out[name] = [float(x) for x in training[name]]
     return out
 
 

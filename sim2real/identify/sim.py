@@ -49,7 +49,7 @@ class TaskSim:
     def model_with(self, dynamics: Mapping[str, float]) -> mujoco.MjModel:
         """A copy of the nominal model with the physical parameters of `dynamics` applied."""
         m = copy.copy(self.model)
-        full = {**parameters.nominal(), **dynamics}
+        full = {**parameters.nominal(self.task), **dynamics}
         dr.apply(m, self.nominal, full)
         mujoco.mj_setConst(m, mujoco.MjData(m))
         return m

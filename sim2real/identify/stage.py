@@ -23,7 +23,8 @@ from sim2real.identify.ranges import recentred, write_ranges
 def settings(cfg: Config) -> FitSettings:
     c = cfg.identify
     fixed = c.fixed.fixed()
-    physical = parameters.physical()
+    # the parameters written to the model (a rule's, such as motor gains, the open-loop sim does not run)
+    physical = [n for n in parameters.physical(cfg.task.name) if parameters.TABLE[n].write is not None]
     for name in [*(c.parameters or []), *fixed]:
         if name not in physical:
             raise UserError(
@@ -41,10 +42,10 @@ def run(cfg: Config) -> None:
     c = cfg.identify
     if not c.log:
         raise UserError("usage: sim2real identify log=PATH.zarr [identify.fixed.mass_scale=1.1] (see --help)")
-    fit_settings = settings(cfg)
     log = load_log(c.log, c.segment_steps + c.max_latency)
     if log.task != cfg.task.name:
         cfg = dataclasses.replace(cfg, task=dataclasses.replace(cfg.task, name=log.task))
+    fit_settings = settings(cfg)
     out = Path(c.out) if c.out else RunLayout(cfg.run_dir).identify
     sim = TaskSim(log.task)
     _check_names(sim, log)

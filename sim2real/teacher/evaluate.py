@@ -21,11 +21,11 @@ class ExpertEvaluator:
 
     def __init__(self, task: str, ranges: dict[str, Any], episodes: int, seed: int):
         self.envs = [gym.make(envs.env_id(task), randomization=ranges) for _ in range(episodes)]
-        self.seed = seed
+        self.seed, self.task = seed, task
 
     def __call__(self, expert: Expert, nominal: bool = False) -> np.ndarray:
         """Undiscounted return of each episode, (episodes,)."""
-        options = {"dynamics": dict(parameters.nominal())} if nominal else None
+        options = {"dynamics": parameters.nominal(self.task)} if nominal else None
         obs = [
             env.reset(seed=self.seed + i, options=options)[0]["privileged"] for i, env in enumerate(self.envs)
         ]

@@ -33,12 +33,17 @@ def build(cfg: ValidateConfig, ranges: dict[str, dr.Range]) -> list[Episode]:
     rng = np.random.default_rng(cfg.seed_base)
     seeds = iter(range(cfg.seed_base, cfg.seed_base + 10_000_000))
     eps = [Episode("train", None, s, dr.resolve(rng, ranges, None)) for s in _take(seeds, cfg.episodes)]
-    eps += [Episode("nominal", None, s, dict(dr.nominal())) for s in _take(seeds, cfg.episodes)]
+    eps += [Episode("nominal", None, s, _nominal(ranges)) for s in _take(seeds, cfg.episodes)]
     if cfg.sweeps:
         eps += _sweeps(cfg, ranges, seeds)
     if cfg.stress:
         eps += _stress(cfg, ranges, rng, seeds)
     return eps
+
+
+def _nominal(ranges: dict[str, dr.Range]) -> dict[str, float]:
+    """The nominal value of each parameter the task has (those `ranges` names)."""
+    return {n: dr.TABLE[n].nominal for n in ranges}
 
 
 def _take(seeds, n: int) -> list[int]:
@@ -60,7 +65,7 @@ def _sweeps(cfg: ValidateConfig, ranges: dict[str, dr.Range], seeds) -> list[Epi
     for name, r in ranges.items():
         shared = _take(seeds, cfg.sweep_episodes)
         for v in sweep_grid(r, cfg.sweep_points, cfg.sweep_extend):
-            dyn = {**dr.nominal(), name: v}
+            dyn = {**_nominal(ranges), name: v}
             out += [Episode(f"sweep/{name}", v, s, dyn) for s in shared]
     return out
 

@@ -29,7 +29,7 @@ def run(cfg: Config) -> None:
     if v.backend == "ray" and v.workers < 1:
         raise ValueError(f"validate.workers={v.workers!r}: validate.backend=ray needs at least 1")
     sha = sha256_file(onnx)
-    ranges = dr.make_ranges(cfg.task.ranges())
+    ranges = dr.make_ranges(cfg.task.ranges(), task=cfg.task.name)
     episodes = scenarios.build(v, ranges)
     sources = _sources(cfg, export_dir)
     ray = v.backend == "ray"
