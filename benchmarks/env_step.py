@@ -2,7 +2,7 @@
 
 For every task, the randomized task (`gym.make` of our id) and the bare env (`gym.make` of
 Gymnasium's `-v5` env, or of the bare MuJoCo pendulum `envs.pendulum.PendulumSwingupBase` or Go2
-`envs.go2.Go2Env` registered the same way, so both carry the same standard wrappers) are stepped with
+`envs.go2_env.Go2Env` registered the same way, so both carry the same standard wrappers) are stepped with
 the same random actions, taking turns step by step; steps/s is 1 / (mean step time without the slowest 1%).
 Resets (after termination or truncation) are not timed. Goal: ratio (bare steps/s over randomized,
 i.e. the randomized task's time per step over the bare env's) ≤ 1.2.
@@ -35,7 +35,7 @@ BARE_IDS = {
 def _register_bare() -> None:
     for bare_id, task, entry in (
         (BARE_PENDULUM_ID, "pendulum", "envs.pendulum:PendulumSwingupBase"),
-        (BARE_GO2_ID, "go2", "envs.go2:Go2Env"),
+        (BARE_GO2_ID, "go2", "envs.go2_env:Go2Env"),
     ):
         if bare_id not in gym.registry:
             gym.register(bare_id, entry, max_episode_steps=envs.spec(task).episode_steps)

@@ -42,7 +42,16 @@ TASKS: dict[str, TaskSpec] = {
     # student trained without delay fell in sim2sim when it did (10% falls at latency+1 in validation).
     "go2": TaskSpec(
         "sim2real/Go2-v0",
-        "envs.go2:make_task",
+        "envs.go2_env:make_task",
+        1000,
+        failed=fell,
+        metrics=velocity_tracking(lin_vel=0, ang_vel=3, command=9),
+        ranges={"latency_steps": (0, 1)},
+    ),
+    # the same on rough ground (envs.terrain: bumps, slopes, stairs, blocks in five rows of difficulty)
+    "go2_rough": TaskSpec(
+        "sim2real/Go2Rough-v0",
+        "envs.go2_env:make_rough_task",
         1000,
         failed=fell,
         metrics=velocity_tracking(lin_vel=0, ang_vel=3, command=9),

@@ -78,7 +78,7 @@ class Rules:
         raise ValueError(f"no batched rules for {type(base).__name__}")
 
 
-BATCHED = ("hopper", "walker2d", "halfcheetah", "go2")  # `Rules.of` reads the first three; go2 has its own
+BATCHED = ("hopper", "walker2d", "halfcheetah", "go2", "go2_rough")  # `Rules.of` reads the first three
 
 
 def supports(task: str) -> bool:
@@ -88,10 +88,10 @@ def supports(task: str) -> bool:
 
 def make(task: str, n: int, randomization: Mapping[str, Any] | None = None, nthread: int = 0) -> BatchedTask:
     """n batched simulations of `task` (a `BatchedTask`, or the class that holds that task's rules)."""
-    if task == "go2":
+    if task in ("go2", "go2_rough"):  # the Go2's own rules (envs.go2.Go2Rules)
         from envs.batched_go2 import BatchedGo2
 
-        return BatchedGo2(n, randomization, nthread=nthread)
+        return BatchedGo2(n, randomization, nthread=nthread, task=task)
     return BatchedTask(task, n, randomization, nthread=nthread)
 
 

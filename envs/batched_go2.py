@@ -20,13 +20,15 @@ from envs.batched import BatchedTask
 class BatchedGo2(BatchedTask):
     """`BatchedTask` with the Go2's PD motors, command, reward and termination."""
 
-    def __init__(self, n: int, randomization: Mapping[str, Any] | None = None, nthread: int = 0):
-        super().__init__("go2", n, randomization, nthread=nthread)
+    def __init__(
+        self, n: int, randomization: Mapping[str, Any] | None = None, nthread: int = 0, task: str = "go2"
+    ):
+        super().__init__(task, n, randomization, nthread=nthread)
         b = self.batch
         self.qpos, self.qvel, self.ctrl = self._qpos, self._qvel, self._ctrl
         self.actuator_force, self.sensordata = b.bind("actuator_force"), b.bind("sensordata")
         self.xmat, self.userdata = b.bind("xmat"), b.bind("userdata")  # (n, nbody, 9), (n, 3)
-        self.qfrc_applied = b.bind("qfrc_applied")  # (n, nv)
+        self.qfrc_applied, self.geom_xpos = b.bind("qfrc_applied"), b.bind("geom_xpos")  # (n, nv), (n, ng, 3)
         self.state = go2.State.zeros(n)
         self._commands = np.zeros((n, 3))  # drawn at reset, written once the batch is reset
 
@@ -35,8 +37,9 @@ class BatchedGo2(BatchedTask):
         return base.rules
 
     def _initial_state(self, i: int, base_rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        level = self.dynamics[i].get("terrain_level", 0.0)
         qpos, qvel, self._commands[i] = go2.initial_state(
-            base_rng, self._init_qpos, self._init_qvel, self.rules.qadr
+            base_rng, self._init_qpos, self._init_qvel, self.rules, level
         )
         return qpos, qvel
 

@@ -9,8 +9,9 @@ roll/pitch rate, orientation, torques, joint accelerations, action rate, feet ai
 The command is resampled during the episode and kept in `MjData.userdata`, so the student reads it as
 a named reading (`command/vx`, ...) like every other input.
 
-The rules are written once, on (n, ...) arrays (`Go2Rules`): the single env is a batch of one, and
-`envs.batched_go2` steps n simulations with `mujoco.batch` under the same rules.
+The rules are written once, on (n, ...) arrays (`Go2Rules`): the single env (`envs.go2_env.Go2Env`) is a
+batch of one, and `envs.batched_go2` steps n simulations with `mujoco.batch` under the same rules. On
+rough ground (`envs.terrain`) the rules measure heights from the map, and the teacher gets a height scan.
 """
 
 from __future__ import annotations
@@ -21,11 +22,8 @@ from typing import Any, Protocol
 
 import mujoco
 import numpy as np
-from gymnasium.envs.mujoco import MujocoEnv
-from gymnasium.spaces import Box
 
-from envs.sensors import SensorSuite, legged_suite
-from envs.task import RandomizedTask
+from envs import terrain as rough
 
 XML = Path(__file__).parent / "assets" / "go2.xml"
 LEGS = ("FR", "FL", "RR", "RL")  # the vendor's motor order: leg x (hip, thigh, calf)
@@ -83,6 +81,10 @@ BASE_OBS = (
     + ["base_height"]
     + [f"push/{c}" for c in "xy"]  # the push in force (m/s² of the nominal mass), trunk frame
 )
+# rough terrain only: the trunk's height above the ground at five points around each foot (centre, ±10 cm
+# in x and y), what legged_gym's teachers get from their height scan
+SCAN = np.array([[0.0, 0.0], [0.1, 0.0], [-0.1, 0.0], [0.0, 0.1], [0.0, -0.1]])  # (5, 2) world-frame xy
+SCAN_OBS = [f"ground/{leg}/{k}" for leg in LEGS for k in range(len(SCAN))]
 LIN_VEL, ANG_VEL, GRAVITY, COMMAND = 0, 3, 6, 9  # first columns of those blocks (envs.TASKS["go2"] metrics)
 
 
@@ -97,6 +99,7 @@ class Sim(Protocol):
     xmat: np.ndarray  # (n, nbody, 9)
     userdata: np.ndarray
     qfrc_applied: np.ndarray
+    geom_xpos: np.ndarray  # (n, ngeom, 3)
 
     def advance(self) -> None: ...
 
@@ -143,7 +146,9 @@ class State:
 class Go2Rules:
     """Control, measurement, reward, termination and observation of n simulations of the Go2 model."""
 
-    def __init__(self, model: mujoco.MjModel):
+    def __init__(self, model: mujoco.MjModel, terrain: rough.Terrain | None = None):
+        self.terrain = terrain
+        self.foot_geoms = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_GEOM, f"{leg}_foot") for leg in LEGS]
         ids = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, j) for j in JOINTS]
         self.qadr = np.array([model.jnt_qposadr[j] for j in ids])  # (12,)
         self.dadr = np.array([model.jnt_dofadr[j] for j in ids])  # (12,)
@@ -229,13 +234,18 @@ class Go2Rules:
         state.action[:] = action
         state.dq[:] = dq
         state.steps += 1
-        terminated = fell | (gravity[:, 2] > MAX_TILT_GRAVITY_Z) | (sim.qpos[:, 2] < MIN_TRUNK_HEIGHT)
+        low = sim.qpos[:, 2] - self.ground(sim.qpos[:, :2]) < MIN_TRUNK_HEIGHT  # above the ground below it
+        terminated = fell | (gravity[:, 2] > MAX_TILT_GRAVITY_Z) | low
         return self.observe(sim, state), reward, terminated, terms
 
     def observe(self, sim: Sim, state: State, rows: Any = slice(None)) -> np.ndarray:
         """Privileged base observations (n, len(BASE_OBS)) of simulations `rows`."""
         s = sim.sensordata[rows]
         weight = 15.0 * 9.81  # nominal weight (N): foot forces as a share of it
+        scan = []
+        if self.terrain is not None:
+            points = sim.geom_xpos[rows][:, self.foot_geoms, None, :2] + SCAN  # (n, 4, 5, 2)
+            scan = [(sim.qpos[rows, 2:3] - self.ground(points).reshape(len(s), -1))]  # (n, 20)
         return np.concatenate(
             [
                 s[:, self.lin_vel],
@@ -248,9 +258,14 @@ class Go2Rules:
                 s[:, self.feet] / weight,
                 sim.qpos[rows, 2:3],
                 self.push_in_trunk(sim, state, rows),
+                *scan,
             ],
             axis=1,
         )
+
+    def ground(self, xy: np.ndarray) -> np.ndarray:
+        """Ground height (...,) under world points xy (..., 2): 0 on flat ground."""
+        return np.zeros(xy.shape[:-1]) if self.terrain is None else self.terrain.height(xy)
 
     def push_in_trunk(self, sim: Sim, state: State, rows: Any = slice(None)) -> np.ndarray:
         """(n, 2) the push acting in the next step (m/s²), in the trunk frame's x and y."""
@@ -276,117 +291,17 @@ def draw_command(rng: np.random.Generator) -> np.ndarray:
     return np.zeros(3) if rng.random() < STANDING_COMMAND_PROB else command
 
 
-def initial_state(rng: np.random.Generator, qpos0: np.ndarray, qvel0: np.ndarray, qadr: np.ndarray):
-    """(qpos, qvel, command) of a new episode: the standing pose with noise, drawn in a fixed order."""
+def initial_state(
+    rng: np.random.Generator, qpos0: np.ndarray, qvel0: np.ndarray, rules: Go2Rules, level: float = 0.0
+):
+    """(qpos, qvel, command) of a new episode: the standing pose with noise, drawn in a fixed order; on
+    rough terrain, then a start on a tile of difficulty `level`, the feet just above its highest point."""
     qpos, qvel = qpos0.copy(), qvel0.copy()
-    qpos[qadr] += rng.uniform(-RESET_JOINT_NOISE, RESET_JOINT_NOISE, size=len(qadr))
+    qpos[rules.qadr] += rng.uniform(-RESET_JOINT_NOISE, RESET_JOINT_NOISE, size=len(rules.qadr))
     qvel[:2] = rng.uniform(-RESET_VEL_NOISE, RESET_VEL_NOISE, size=2)
-    return qpos, qvel, draw_command(rng)
-
-
-class _OneSim:
-    """One MjData as a `Sim` of n = 1."""
-
-    def __init__(self, model: mujoco.MjModel, data: mujoco.MjData):
-        self._model, self._data = model, data
-        self.qpos, self.qvel, self.ctrl = data.qpos[None], data.qvel[None], data.ctrl[None]
-        self.actuator_force, self.sensordata = data.actuator_force[None], data.sensordata[None]
-        self.xmat, self.userdata = data.xmat[None], data.userdata[None]
-        self.qfrc_applied = data.qfrc_applied[None]
-
-    def advance(self) -> None:
-        mujoco.mj_step(self._model, self._data)
-
-
-class Go2Env(MujocoEnv):
-    """The bare task: physics, PD motors, command, reward, termination; observation = `BASE_OBS`."""
-
-    metadata = {"render_modes": ["human", "rgb_array", "depth_array"], "render_fps": 50}  # noqa: RUF012
-
-    def __init__(self, **kwargs: Any):
-        obs_space = Box(-np.inf, np.inf, shape=(len(BASE_OBS),), dtype=np.float64)
-        super().__init__(str(XML), FRAME_SKIP, observation_space=obs_space, **kwargs)
-        self.action_space = Box(-ACTION_LIMIT, ACTION_LIMIT, shape=(self.model.nu,), dtype=np.float32)
-        self.rules = Go2Rules(self.model)
-        self.init_qpos[self.rules.qadr] = self.rules.standing
-        self.init_qpos[2] = standing_height(self.model, self.init_qpos)
-        self._sim = _OneSim(self.model, self.data)
-        self._state = State.zeros(1)
-        self._motors: MotorCommand | None = None  # a raw motor command for the next step
-        self._dynamics: dict[str, float] = {}  # the episode's parameters the rules read (gains, pushes)
-
-    @property
-    def command(self) -> np.ndarray:
-        """(3,) commanded vx (m/s), vy (m/s), yaw rate (rad/s), in the trunk frame; a view into MjData."""
-        return self.data.userdata[:3]
-
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        """`options={"dynamics": {...}}`: the episode's rule parameters (`RandomizedTask` passes them)."""
-        self._dynamics = dict((options or {}).get("dynamics", {}))
-        return super().reset(seed=seed)
-
-    def reset_model(self) -> np.ndarray:
-        qpos, qvel, command = initial_state(self.np_random, self.init_qpos, self.init_qvel, self.rules.qadr)
-        self.set_state(qpos, qvel)  # runs mj_forward: the sensors read this state
-        self.command[:] = command
-        self._state = State.zeros(1)
-        self._state.start(0, self._dynamics)
-        self._state.dq[0] = qvel[self.rules.dadr]
-        return self.rules.observe(self._sim, self._state)[0]
-
-    def hold_motor_command(self, q, dq, kp, kd, tau) -> None:
-        """Run the next step on this raw motor command (12,) each, in `JOINTS` order, instead of the
-        action: what a robot's motors do with a `LowCmd_` (robot-sim over DDS)."""
-        self._motors = MotorCommand(*(np.asarray(v, np.float64)[None] for v in (q, kp, kd, dq, tau)))
-
-    def step(self, action):
-        a = np.clip(np.asarray(action, dtype=np.float64), -ACTION_LIMIT, ACTION_LIMIT)[None]  # (1, 12)
-        motors, self._motors = self._motors, None
-        obs, reward, terminated, terms = self.rules.step(self._sim, self._state, a, motors)
-        self.rules.redraw(self._sim, self._state, 0, self.np_random)
-        obs = self.rules.observe(self._sim, self._state)  # with the new command and push
-        info = {"reward_terms": {k: float(v[0]) for k, v in terms.items()}}
-        return obs[0], float(reward[0]), bool(terminated[0]), False, info
-
-
-def standing_height(model: mujoco.MjModel, qpos: np.ndarray) -> float:
-    """Trunk height at which the lowest foot just touches the floor in pose `qpos`."""
-    data = mujoco.MjData(model)
-    data.qpos[:] = qpos
-    data.qpos[2] = 0.0
-    mujoco.mj_kinematics(model, data)
-    feet = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_GEOM, f"{leg}_foot") for leg in LEGS]
-    lowest = min(float(data.geom_xpos[g][2] - model.geom_size[g][0]) for g in feet)
-    return -lowest + 1e-3
-
-
-def go2_suite(model: mujoco.MjModel) -> SensorSuite:
-    """What `rt/lowstate` gives (joint q relative to the standing pose, dq, IMU quaternion and gyro)
-    plus the velocity command; the names equal what `DdsRobot` with `conf/robot/go2.yaml` produces."""
-    base = legged_suite(model)
-    nj = len(JOINTS)
-    standing = np.array([STANDING[j] for j in JOINTS])
-    r = len(base.noise_std)
-
-    def bind(data: mujoco.MjData):
-        read_base = base.bind(data)
-        buf = np.zeros(r + 3)  # (R+3,) base readings then the command
-        command = data.userdata[:3]
-
-        def read() -> np.ndarray:
-            buf[:r] = read_base()
-            buf[r:] = command
-            return buf
-
-        return read
-
-    def features_into(raw: np.ndarray, out: np.ndarray) -> None:
-        out[:nj] = raw[:nj] - standing  # in float64, then stored: as the robot-side builder rounds
-        out[nj : len(raw)] = raw[nj:]
-
-    noise = np.concatenate([base.noise_std, np.zeros(3)])  # the command is known exactly
-    return SensorSuite((*base.names, *COMMAND_NAMES), noise, bind, features_into)
-
-
-def make_task(randomization: dict | None = None, **kwargs: Any):
-    return RandomizedTask(Go2Env(**kwargs), go2_suite, randomization, "go2")
+    command = draw_command(rng)
+    if rules.terrain is not None:
+        qpos[:2] = rules.terrain.spawn(rng, level)
+        around = qpos[:2] + np.stack(np.meshgrid(*[np.linspace(-0.35, 0.35, 8)] * 2), -1)  # (8, 8, 2)
+        qpos[2] += float(rules.ground(around).max())
+    return qpos, qvel, command

@@ -88,6 +88,9 @@ def _scale_column0(field: str, also: tuple[str, ...] = ()) -> Write:
     return write
 
 
+GO2 = ("go2", "go2_rough")
+
+
 def _add_to_root_mass(model, nominal, value) -> None:
     """Payload on the root body (body 1, the trunk): runs after `mass_scale` has rewritten every mass
     from its nominal copy, so it adds to the scaled mass and never compounds."""
@@ -135,25 +138,30 @@ TABLE: dict[str, Parameter] = {
         Parameter(
             "payload_kg", -1.0, 2.0, 0.0, (-5.0, 20.0), "kg",
             "mass added to the trunk (after mass_scale)",
-            fields=("body_mass",), write=_add_to_root_mass, tasks=("go2",),
+            fields=("body_mass",), write=_add_to_root_mass, tasks=GO2,
         ),
         Parameter(
             "com_offset_x", -0.03, 0.03, 0.0, (-0.2, 0.2), "m",
             "trunk centre of mass shifted forward",
-            fields=("body_ipos",), write=_shift_root_com_x, tasks=("go2",),
+            fields=("body_ipos",), write=_shift_root_com_x, tasks=GO2,
         ),
         Parameter(
             "kp_scale", 0.9, 1.1, 1.0, (0.0, 10.0), "×",
-            "motor position gain against the commanded kp", tasks=("go2",), rule=True,
+            "motor position gain against the commanded kp", tasks=GO2, rule=True,
         ),
         Parameter(
             "kd_scale", 0.9, 1.1, 1.0, (0.0, 10.0), "×",
-            "motor damping gain against the commanded kd", tasks=("go2",), rule=True,
+            "motor damping gain against the commanded kd", tasks=GO2, rule=True,
         ),
         Parameter(
             "push_accel", 0.0, 3.0, 0.0, (0.0, 50.0), "m/s²",
             "horizontal push on the trunk (force / mass) for 0.2 s every 3 s, random direction",
-            tasks=("go2",), rule=True,
+            tasks=GO2, rule=True,
+        ),
+        Parameter(
+            "terrain_level", 0.0, 1.0, 0.0, (0.0, 1.0), "",
+            "difficulty of the tile the episode starts on (envs.terrain: 0 gentlest, 1 hardest)",
+            tasks=("go2_rough",), rule=True,
         ),
     )
 }  # fmt: skip

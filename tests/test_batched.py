@@ -13,7 +13,7 @@ from envs.batched import BatchedTask
 from sim2real.teacher.vec import BatchedVecEnv, make_privileged_env, make_training_env
 
 
-@pytest.mark.parametrize("task", ["hopper", "walker2d", "halfcheetah", "go2"])
+@pytest.mark.parametrize("task", ["hopper", "walker2d", "halfcheetah", "go2", "go2_rough"])
 def test_batched_env_matches_the_single_env_step_for_step(task):
     n, steps = 3, 150
     batch = batched.make(task, n, nthread=2)

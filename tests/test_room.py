@@ -107,7 +107,7 @@ def test_a_parameter_of_one_task_is_sampled_there_and_refused_elsewhere():
     assert go2.unwrapped._physical == parameters.physical("go2")
     assert "payload_kg" not in pendulum.reset(seed=0)[1]["dynamics"]
     assert parameters.physical("pendulum") == parameters.physical()  # the six every task has
-    with pytest.raises(ValueError, match=r"payload_kg.*go2 only"):
+    with pytest.raises(ValueError, match=r"payload_kg.*go2, go2_rough only"):
         Config(
             task=TaskConfig(name="pendulum", randomization=parameters.RandomizationConfig(payload_kg=[0, 1]))
         ).task.ranges()
