@@ -79,6 +79,13 @@ def test_mapping_that_does_not_fit_the_policy_is_refused_naming_the_first_mismat
         path.write_text(text)
         with pytest.raises(MappingError, match=message):
             check_policy(load_mapping(str(path)), spec)
+    also = tmp_path / "also.yaml"  # a robot whose mapping names more tasks takes their policies too
+    also.write_text(
+        "task: hopper\ntasks: [pendulum]\nreadings:\n"
+        + "".join(f"  {n}: {{field: q, motor: 0}}\n" for n in ("pole/cos", "pole/sin"))
+        + "actions:\n  torque: {motor: 0}\n"
+    )
+    check_policy(load_mapping(str(also)), spec)
     # the lean CLI refuses it before touching the network
     from sim2real.deploy.__main__ import main
 

@@ -42,7 +42,7 @@ def make_dds_server(cfg):
 
     d = cfg.deploy
     mapping = mapping_for(cfg.robot, profile=cfg.profile)
-    if mapping.task and mapping.task != cfg.task.name:
+    if not mapping.fits(cfg.task.name):
         raise UserError(f"robot mapping {mapping.name} is for task {mapping.task!r}, not {cfg.task.name!r}")
     robot = MujocoRobot(cfg.task.name, d.dynamics.fixed(), cfg.task.ranges(), seed=cfg.seed)
     robot.connect()

@@ -75,6 +75,7 @@ class RobotConfig:
     name: str = ""  # the mapping's name (file stem); informational
     profile: str = "unitree_go"  # unitree_go | unitree_hg | ros2
     task: str | None = None  # the task its policies are trained on (checked against the policy)
+    tasks: list[str] = field(default_factory=list)  # more tasks of the same robot (go2_rough: other ground)
     readings: dict[str, ReadingMap] = field(default_factory=dict)
     actions: dict[str, ActionMap] = field(default_factory=dict)
     domain: int = 0  # DDS domain id
@@ -86,6 +87,10 @@ class RobotConfig:
     # the stop command's damping [N m s/rad] on the driven motors (q, dq, kp, tau = 0), as the vendor's
     # unitree_rl_gym `create_damping_cmd` stops a robot; profiles without gains (ros2) repeat the safe action
     damping_kd: float = 8.0
+
+    def fits(self, task: str) -> bool:
+        """Whether a policy of `task` runs on this robot (no task named: any)."""
+        return not self.task or task == self.task or task in self.tasks
 
     def motors(self) -> list[int]:
         """Motor slots the mapping uses, sorted: joint j of the codec is slot motors()[j]."""
@@ -247,7 +252,7 @@ def check_policy(cfg: RobotConfig, spec, source: str = "robot mapping") -> None:
     """Refuse a mapping that does not fit the policy (`PolicySpec`), naming the first mismatch."""
     from envs.observations import PREV_ACTION_PREFIX
 
-    if cfg.task and spec.task and cfg.task != spec.task:
+    if spec.task and not cfg.fits(spec.task):
         raise MappingError(f"{source} is for task {cfg.task!r}; the policy is for {spec.task!r}")
     for i, name in enumerate(spec.obs_names):
         if not name.startswith(PREV_ACTION_PREFIX) and name not in cfg.readings:
