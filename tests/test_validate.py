@@ -72,6 +72,8 @@ def test_sweep_grid_extends_past_the_training_range():
     assert grid[0] < 0.8 and grid[-1] > 1.2 and len(grid) == 5
     lat = scenarios.sweep_grid(dr.Range(0, 2, integer=True), 5, 0.5)
     assert lat == [0.0, 1.0, 2.0, 3.0]
+    level = scenarios.sweep_grid(dr.Range(0.0, 1.0), 3, 0.5, dr.TABLE["terrain_level"].bounds)
+    assert level == [0.0, 0.5, 1.0]  # the hardest row is the end: never past the parameter's bounds
 
 
 def test_scenarios_pair_seeds_and_disjoint_from_training():

@@ -50,10 +50,13 @@ def _take(seeds, n: int) -> list[int]:
     return [next(seeds) for _ in range(n)]
 
 
-def sweep_grid(r: dr.Range, points: int, extend: float) -> list[float]:
-    """Grid over the training range widened by `extend` × its width on each side (kept sensible)."""
+def sweep_grid(
+    r: dr.Range, points: int, extend: float, bounds: tuple[float, float] = (-np.inf, np.inf)
+) -> list[float]:
+    """Grid over the training range widened by `extend` × its width on each side (kept sensible: inside
+    the parameter's `bounds`)."""
     width = r.high - r.low
-    lo, hi = r.low - extend * width, r.high + extend * width
+    lo, hi = max(r.low - extend * width, bounds[0]), min(r.high + extend * width, bounds[1])
     if r.integer:
         return [float(v) for v in range(max(0, int(np.floor(lo))), int(np.ceil(hi)) + 1)]
     return [float(v) for v in np.linspace(max(lo, 0.05 if r.low > 0 else 0.0), hi, points)]
@@ -64,7 +67,7 @@ def _sweeps(cfg: ValidateConfig, ranges: dict[str, dr.Range], seeds) -> list[Epi
     out = []
     for name, r in ranges.items():
         shared = _take(seeds, cfg.sweep_episodes)
-        for v in sweep_grid(r, cfg.sweep_points, cfg.sweep_extend):
+        for v in sweep_grid(r, cfg.sweep_points, cfg.sweep_extend, dr.TABLE[name].bounds):
             dyn = {**_nominal(ranges), name: v}
             out += [Episode(f"sweep/{name}", v, s, dyn) for s in shared]
     return out
