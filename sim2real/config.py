@@ -53,6 +53,7 @@ class ExportConfig:
     torchscript: bool = True  # also write policy.pt (TorchScript), the second format
     window: bool = True  # also write policy_window.onnx (full recompute: parity reference, benchmark)
     max_action_rate: float | None = None  # per second, written to the metadata for the controller
+    soft_start_s: float | None = None  # the controller's soft start for this policy; None: its default
     opset: int = 17
 
 

@@ -47,7 +47,12 @@ class ExportError(RuntimeError):
 
 
 def build_metadata(
-    model: nn.Module, action_low, action_high, checkpoint_sha256: str, max_action_rate: float | None = None
+    model: nn.Module,
+    action_low,
+    action_high,
+    checkpoint_sha256: str,
+    max_action_rate: float | None = None,
+    soft_start_s: float | None = None,
 ) -> dict[str, Any]:
     """policy.json without the file hashes, from the student's own config (names, task, control dt)."""
     mc = model.cfg
@@ -64,6 +69,7 @@ def build_metadata(
         "action_low": [float(x) for x in action_low],
         "action_high": [float(x) for x in action_high],
         "max_action_rate": max_action_rate,
+        "soft_start_s": soft_start_s,
         "control_dt": float(mc.control_dt),
         "history": int(model.receptive_field()),
         "state_dim": int(model.state_size()),
@@ -224,7 +230,8 @@ def run(cfg) -> None:
     ckpt_sha = sha256_file(student_dir / MODEL_FILE)
     env = make_env(cfg.task.name, cfg.task.ranges())
     space = env.action_space
-    meta = build_metadata(model, space.low, space.high, ckpt_sha, cfg.export.max_action_rate)
+    e = cfg.export
+    meta = build_metadata(model, space.low, space.high, ckpt_sha, e.max_action_rate, e.soft_start_s)
     (out_dir / POLICY_JSON).unlink(missing_ok=True)  # no stale policy.json while this export runs
     with stage_run(
         out_dir, "export", dataclasses.asdict(cfg), cfg.seed, parents={"student": ckpt_sha}

@@ -367,3 +367,15 @@ def test_realtime_priority_runs_the_loop_on_sched_fifo_then_restores_the_schedul
 def test_realtime_priority_outside_fifo_range_is_refused(policy):
     with pytest.raises(ValueError, match="realtime_priority=100"):
         Controller(policy, ScriptedRobot(), cfg(realtime_priority=100)).run(steps=1)
+
+
+def test_soft_start_is_the_users_else_the_exports_else_half_a_second(policy, tmp_path):
+    """A walking policy's export asks for no ramp (blended with the standing pose it fell); a flag wins."""
+    walking = load_policy(tiny_export(tmp_path / "export", soft_start_s=0.0))
+    assert walking.spec.soft_start_s == 0.0 and policy.spec.soft_start_s is None
+    ramp = {
+        "default": Controller(policy, ScriptedRobot(), cfg(soft_start_s=None)).filter.ramp_steps,
+        "export": Controller(walking, ScriptedRobot(), cfg(soft_start_s=None)).filter.ramp_steps,
+        "flag": Controller(walking, ScriptedRobot(), cfg(soft_start_s=0.2)).filter.ramp_steps,
+    }
+    assert ramp == {"default": round(0.5 * RATE), "export": 1, "flag": round(0.2 * RATE)}

@@ -89,9 +89,11 @@ class _TinyWindow(nn.Module):
         return self.p.gain * torch.tanh(self.p.lin(x))
 
 
-def tiny_export(out_dir: Path, history: int = 4, gain: float = 2.0, max_action_rate=None) -> Path:
+def tiny_export(
+    out_dir: Path, history: int = 4, gain: float = 2.0, max_action_rate=None, soft_start_s=None
+) -> Path:
     model = TinyPolicy(history, gain)
-    meta = build_metadata(model, [-1.0], [1.0], "0" * 64, max_action_rate)
+    meta = build_metadata(model, [-1.0], [1.0], "0" * 64, max_action_rate, soft_start_s)
     write_export(out_dir, model, meta, torchscript=False)
     return out_dir
 

@@ -32,7 +32,7 @@ FLAGS: dict[str, tuple[str, type, float, str]] = {
     "--rate-hz": ("rate_hz", float, 1.0, "control rate (default: 1 / the policy's control_dt)"),
     "--steps": ("steps", int, 1.0, "stop after this many steps"),
     "--duration": ("duration_s", float, 1.0, "stop after this many seconds"),
-    "--soft-start": ("soft_start_s", float, 1.0, "ramp from the safe action over this long, seconds"),
+    "--soft-start": ("soft_start_s", float, 1.0, "ramp from the safe action, s (default: export's, 0.5)"),
     "--stale-after": ("stale_after_s", float, 1.0, "sensor watchdog timeout, seconds"),
     "--max-action-rate": ("max_action_rate", float, 1.0, "per second (default: the export's)"),
     "--rt-priority": ("realtime_priority", int, 1.0, "SCHED_FIFO priority 1-99 of the loop (root)"),

@@ -19,6 +19,9 @@ from sim2real import checks
 ROBOTS = ("sim", "udp", "dds")
 
 
+DEFAULT_SOFT_START_S = 0.5  # s: the soft start of a policy whose export names none
+
+
 @dataclass
 class LoopSettings:
     """The control loop's options, shared by `deploy.*` and `ControllerConfig`."""
@@ -26,7 +29,9 @@ class LoopSettings:
     rate_hz: float | None = None  # None: 1 / the policy's control_dt
     stale_after_s: float | None = None  # sensor watchdog; None: max(3 periods, 10 ms)
     safe_action: list[float] | None = None  # None: zeros
-    soft_start_s: float = 0.5  # ramp from the safe action to the policy's over this long
+    # ramp from the safe action to the policy's over this long; None: the export's (`policy.json`
+    # soft_start_s: a walking policy blended with the standing pose falls), else `DEFAULT_SOFT_START_S`
+    soft_start_s: float | None = None
     max_action_rate: float | None = None  # per second; None: the export's metadata
     # exponential action filter α in [0, 1), applied to the policy output before soft start, clipping
     # and rate limit: filtered = α · previous filtered + (1 − α) · policy output (larger α: smoother,
@@ -42,7 +47,8 @@ class LoopSettings:
     def __post_init__(self) -> None:
         p = "deploy"
         checks.positive(p, self, ("rate_hz", "stale_after_s", "max_action_rate"), optional=True)
-        checks.at_least(p, self, 0, ("soft_start_s", "spin_s"))
+        checks.at_least(p, self, 0, ("spin_s",))
+        checks.at_least(p, self, 0, ("soft_start_s",), optional=True)
         checks.in_range(p, self, "action_filter", 0.0, 1.0, high_open=True)
         checks.in_range(p, self, "realtime_priority", 0, 99)
 

@@ -21,14 +21,23 @@ import numpy as np
 
 from envs.observations import student_vector
 from sim2real.deploy import safety, signals
-from sim2real.deploy.config import LoopSettings
+from sim2real.deploy.config import DEFAULT_SOFT_START_S, LoopSettings
 from sim2real.deploy.log import DeployLog
 from sim2real.deploy.policy import OBS_LIMIT, Policy
 from sim2real.deploy.robot import Robot
+from sim2real.deploy.spec import PolicySpec
 
 
 class ControllerFault(RuntimeError):
     """Raised after a run that ended with a fault when `raise_on_fault` is set."""
+
+
+def soft_start(cfg: LoopSettings, spec: PolicySpec) -> float:
+    """Seconds of soft start: the user's, else the export's, else `DEFAULT_SOFT_START_S`."""
+    for value in (cfg.soft_start_s, spec.soft_start_s):
+        if value is not None:
+            return float(value)
+    return DEFAULT_SOFT_START_S
 
 
 @dataclass
@@ -94,7 +103,7 @@ class Controller:
             high=np.asarray(spec.action_high, np.float32),
             safe=np.asarray(safe, np.float32),
             max_delta=None if rate is None else rate * self.period,
-            ramp_steps=max(1, round(cfg.soft_start_s / self.period)),
+            ramp_steps=max(1, round(soft_start(cfg, spec) / self.period)),
             smoothing=cfg.action_filter or 0.0,
         )
         if self.filter.safe.shape != (spec.action_dim,):

@@ -60,6 +60,7 @@ class PolicySpec:
     artifact_sha256: str
     state_dim: int = 1
     max_action_rate: float | None = None  # per second, or None (no rate limit from the export)
+    soft_start_s: float | None = None  # the controller's ramp for this policy; None: the controller's default
 
     @classmethod
     def from_metadata(cls, meta: Mapping[str, Any]) -> PolicySpec:
@@ -76,6 +77,7 @@ class PolicySpec:
             artifact_sha256=str(meta["artifact_sha256"]),
             state_dim=int(meta["state_dim"]),
             max_action_rate=None if meta["max_action_rate"] is None else float(meta["max_action_rate"]),
+            soft_start_s=None if meta.get("soft_start_s") is None else float(meta["soft_start_s"]),
         )
 
 
