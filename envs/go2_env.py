@@ -116,22 +116,30 @@ def standing_height(model: mujoco.MjModel, qpos: np.ndarray) -> float:
     return -lowest + 1e-3
 
 
+ACC_NAMES = ("imu/acc_x", "imu/acc_y", "imu/acc_z")
+ACC_NOISE = 0.2  # m/s²
+
+
 def go2_suite(model: mujoco.MjModel) -> SensorSuite:
-    """What `rt/lowstate` gives (joint q relative to the standing pose, dq, IMU quaternion and gyro)
-    plus the velocity command; the names equal what `DdsRobot` with `conf/robot/go2.yaml` produces."""
+    """What `rt/lowstate` gives (joint q relative to the standing pose, dq, IMU quaternion, gyro and
+    accelerometer) plus the velocity command; the names equal what `DdsRobot` with `conf/robot/go2.yaml`
+    produces. The accelerometer is how the student feels a push (the teacher is told it)."""
     base = legged_suite(model)
     nj = len(JOINTS)
     standing = np.array([STANDING[j] for j in JOINTS])
     r = len(base.noise_std)
+    acc = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SENSOR, "imu_acc")
+    acc_adr = slice(int(model.sensor_adr[acc]), int(model.sensor_adr[acc]) + 3)
 
     def bind(data: mujoco.MjData):
         read_base = base.bind(data)
-        buf = np.zeros(r + 3)  # (R+3,) base readings then the command
-        command = data.userdata[:3]
+        buf = np.zeros(r + 6)  # (R+6,) base readings, the accelerometer, the command
+        command, sensordata = data.userdata[:3], data.sensordata
 
         def read() -> np.ndarray:
             buf[:r] = read_base()
-            buf[r:] = command
+            buf[r : r + 3] = sensordata[acc_adr]
+            buf[r + 3 :] = command
             return buf
 
         return read
@@ -140,8 +148,8 @@ def go2_suite(model: mujoco.MjModel) -> SensorSuite:
         out[:nj] = raw[:nj] - standing  # in float64, then stored: as the robot-side builder rounds
         out[nj : len(raw)] = raw[nj:]
 
-    noise = np.concatenate([base.noise_std, np.zeros(3)])  # the command is known exactly
-    return SensorSuite((*base.names, *COMMAND_NAMES), noise, bind, features_into)
+    noise = np.concatenate([base.noise_std, np.full(3, ACC_NOISE), np.zeros(3)])  # the command is exact
+    return SensorSuite((*base.names, *ACC_NAMES, *COMMAND_NAMES), noise, bind, features_into)
 
 
 def make_task(randomization: dict | None = None, **kwargs: Any):
