@@ -81,6 +81,24 @@ def test_sb3_zip_with_unloadable_gym_spaces_loads_from_its_json_description(pend
     )
 
 
+def test_sb3_zip_of_the_go2_acts_in_the_tasks_own_offset_range(tmp_path):
+    """A zip trained on the bare Go2 (offsets in [-4, 4]) is not squeezed into [-1, 1]."""
+    from stable_baselines3 import PPO
+
+    from envs.go2_env import Go2Env
+
+    bare = Go2Env()
+    model = PPO("MlpPolicy", bare, n_steps=16, batch_size=16, seed=0, device="cpu")
+    model.save(tmp_path / "go2.zip")
+    zip_cfg = ExpertConfig(kind="sb3_zip", path=str(tmp_path / "go2.zip"), algo="ppo")
+    expert = load_expert(zip_cfg, "unused", "go2")
+    env = gym.make("sim2real/Go2-v0")
+    obs = np.stack([env.reset(seed=s)[0]["privileged"] for s in range(8)])  # (8, Dp)
+    want, _ = model.predict(obs[:, : bare.observation_space.shape[0]], deterministic=True)
+    np.testing.assert_allclose(expert.act(obs), np.clip(want, -4.0, 4.0), atol=1e-5)
+    assert np.abs(want).max() > 1e-2  # large enough that a copy squeezed into [-1, 1] would differ
+
+
 def test_sb3_zip_of_another_env_is_refused_naming_the_dims(pendulum_zip):
     path, _ = pendulum_zip
     with pytest.raises(UserError, match=r"obs 3 / action 1.*'hopper'.*obs 11 / action 3"):

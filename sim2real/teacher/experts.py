@@ -47,13 +47,15 @@ def _sb3_zip(cfg: ExpertConfig, task: str) -> Expert:
 
     if not cfg.path:
         raise UserError("expert=sb3_zip needs expert.path=PATH.zip")
-    expert = SB3ZipExpert(cfg.path, cfg.algo)
     env = gym.make(envs.env_id(task)).unwrapped
     base_dim, action_dim = env.base.observation_space.shape[0], env.action_space.shape[0]
+    low, high = env.action_space.low, env.action_space.high
     env.close()
+    expert = SB3ZipExpert(cfg.path, cfg.algo)
     if (expert.obs_dim, expert.action_dim) != (base_dim, action_dim):
         raise UserError(
             f"expert.path={cfg.path}: the model takes obs {expert.obs_dim} / action {expert.action_dim}, "
             f"task {task!r}'s Gymnasium env has obs {base_dim} / action {action_dim}"
         )
+    expert.map_onto(low, high)  # the task's own range (the Go2's offsets are ±4)
     return expert

@@ -61,11 +61,11 @@ def _array(value: str | list) -> np.ndarray:
 
 
 class SB3ZipExpert:
-    """Acts on `privileged_obs[:, :obs_dim]`; maps the zip's action range linearly onto [-1, 1].
+    """Acts on `privileged_obs[:, :obs_dim]`; maps the zip's action range linearly onto the task's.
 
-    The tasks pass their [-1, 1] command straight to the MuJoCo actuator, so for the locomotion
-    envs (action range [-1, 1]) the map is the identity; for a Pendulum-v1 model (torque in
-    [-2, 2] N·m, the task's motor gear is 2) it divides by 2.
+    The `-v5` tasks pass their [-1, 1] command straight to the MuJoCo actuator, so for them the map is
+    the identity; for a Pendulum-v1 model (torque in [-2, 2] N·m, the task's motor gear is 2) it
+    divides by 2; for a Go2 model trained on the task's own [-4, 4] offsets it is the identity again.
     """
 
     def __init__(self, path: str | Path, algo: str | None = None, device: str = "cpu"):
@@ -91,8 +91,15 @@ class SB3ZipExpert:
         self.obs_dim = int(np.prod(spec.obs_shape))
         self.action_dim = int(spec.action_low.shape[0])
         self._low, self._high = spec.action_low.astype(np.float64), spec.action_high.astype(np.float64)
+        self.map_onto(-1.0, 1.0)
         self.sha256 = sha256_file(path)
         self.name = f"sb3_zip:{path.stem}:{self.sha256[:12]}"
+
+    def map_onto(self, low, high) -> None:
+        """Act in the task's action range [low, high] ((Da,) each, or scalars): the -v5 tasks' [-1, 1]
+        by default."""
+        self._task_low = np.broadcast_to(np.asarray(low, np.float64), self._low.shape)
+        self._task_high = np.broadcast_to(np.asarray(high, np.float64), self._low.shape)
 
     def act(self, privileged_obs: np.ndarray) -> np.ndarray:
         obs = np.atleast_2d(np.asarray(privileged_obs, dtype=np.float32))  # (B, Dp)
@@ -103,5 +110,7 @@ class SB3ZipExpert:
         action, _ = self.model.predict(
             obs[:, : self.obs_dim], deterministic=True
         )  # (B, Da) in the zip's range
-        action = 2.0 * (np.asarray(action, np.float64) - self._low) / (self._high - self._low) - 1.0
-        return np.clip(action, -1.0, 1.0).astype(np.float32).reshape(len(obs), self.action_dim)
+        unit = (np.asarray(action, np.float64) - self._low) / (self._high - self._low)  # (B, Da) in [0, 1]
+        action = self._task_low + unit * (self._task_high - self._task_low)
+        action = np.clip(action, self._task_low, self._task_high)
+        return action.astype(np.float32).reshape(len(obs), self.action_dim)
