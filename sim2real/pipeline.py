@@ -26,6 +26,9 @@ def run(cfg: Config) -> None:
     state = _read_state(layout)
     parent_key, timings = "", {}
     stages = [s for s in PIPELINE if _runs(cfg, s)]
+    # every stage's code imported now: an edit to the checkout during a long run cannot give its later
+    # stages other code than its first (a validate stage once met a changed signature an hour in)
+    runners = {stage: load(STAGES[stage].target) for stage in stages}
     for i, stage in enumerate(stages, 1):
         key = _stage_key(cfg, stage, parent_key)
         out = layout.stage(stage)
@@ -33,7 +36,8 @@ def run(cfg: Config) -> None:
             print(f"[{i}/{len(stages)}] {stage}: finished earlier with the same inputs, skipped")
             timings[stage] = 0.0
         else:
-            timings[stage] = _run_stage(cfg, stage, out, state.get(stage), key, i, len(stages))
+            run_stage = runners[stage]
+            timings[stage] = _run_stage(cfg, run_stage, stage, out, state.get(stage), key, i, len(stages))
             state[stage] = key
             write_json_atomic(layout.pipeline_state, state)
         parent_key = key
@@ -57,7 +61,9 @@ def _finished(out: Path, recorded: str | None, key: str) -> bool:
     return recorded == key and bool(m) and m.get("status") == "finished"
 
 
-def _run_stage(cfg: Config, stage: str, out: Path, recorded: str | None, key: str, i: int, n: int) -> float:
+def _run_stage(
+    cfg: Config, runner, stage: str, out: Path, recorded: str | None, key: str, i: int, n: int
+) -> float:
     if out.exists() and recorded not in (None, key):
         _move_aside(out)
     resuming = out.exists()
@@ -74,7 +80,7 @@ def _run_stage(cfg: Config, stage: str, out: Path, recorded: str | None, key: st
             stage_cfg, distill=dataclasses.replace(cfg.distill, dagger_rounds=rounds)
         )
     start = time.monotonic()
-    load(STAGES[stage].target)(stage_cfg)
+    runner(stage_cfg)
     seconds = time.monotonic() - start
     print(f"[{i}/{n}] {stage}: done in {seconds:.0f}s", flush=True)
     return seconds

@@ -118,3 +118,18 @@ def test_switching_to_ray_or_more_workers_does_not_rerun_a_finished_stage():
     assert _stage_key(ray, "collect", "p") == _stage_key(base, "collect", "p")
     assert _stage_key(more, "collect", "p") != _stage_key(base, "collect", "p")
     assert _stage_key(base, "collect", "q") != _stage_key(base, "collect", "p")
+
+
+def test_pipeline_imports_every_stage_before_running_the_first(tmp_path, monkeypatch):
+    """A stage whose code cannot load stops the pipeline before the teacher trains: no stage later in
+    the run imports code the checkout has since changed."""
+    import dataclasses
+
+    from sim2real import pipeline, stages
+    from sim2real.config import Config, LoggerConfig
+
+    broken = dataclasses.replace(stages.STAGES["validate"], target="sim2real.no_such_module:run")
+    monkeypatch.setitem(stages.STAGES, "validate", broken)
+    with pytest.raises(ModuleNotFoundError, match="no_such_module"):
+        pipeline.run(Config(run_dir=str(tmp_path / "run"), logger=LoggerConfig("none")))
+    assert not (tmp_path / "run" / "teacher").exists()
