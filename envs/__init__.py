@@ -21,6 +21,21 @@ def _locomotion(name: str, task: str) -> TaskSpec:
     return TaskSpec(f"sim2real/{name}-v0", f"envs.{task}:make_task", 1000, failed=fell, ranges=NO_LATENCY)
 
 
+def _go2(name: str, make: str) -> TaskSpec:
+    """Go2 velocity tracking: 20 s at 50 Hz; failed when it falls; tracking errors from the privileged
+    observation's base velocity and command columns (envs.go2.BASE_OBS). Its teacher acts on the undelayed
+    privileged state, so the student can learn a sensor delay of up to one control step (20 ms): a
+    deployed controller's command often lands a tick late (over DDS: state read, inference, send)."""
+    return TaskSpec(
+        f"sim2real/{name}-v0",
+        f"envs.go2_env:{make}",
+        1000,
+        failed=fell,
+        metrics=velocity_tracking(lin_vel=0, ang_vel=3, command=9),
+        ranges={"latency_steps": (0, 1)},
+    )
+
+
 # Hydra task name -> its spec; a new task is one entry here plus its `make_task` module
 TASKS: dict[str, TaskSpec] = {
     # 10 s at 20 Hz; failed unless balanced (cos > 0.9 on average) over the last quarter
@@ -35,28 +50,8 @@ TASKS: dict[str, TaskSpec] = {
     "walker2d": _locomotion("Walker2d", "walker2d"),
     "halfcheetah": _locomotion("HalfCheetah", "halfcheetah"),
     "ant": _locomotion("Ant", "ant"),
-    # Go2 velocity tracking: 20 s at 50 Hz; failed when it falls; tracking errors from the privileged
-    # observation's base velocity and command columns (envs.go2.BASE_OBS). Its teacher acts on the undelayed
-    # privileged state, so the student can learn a sensor delay of up to one control step (20 ms): a
-    # deployed controller's command often lands a tick late (over DDS: state read, inference, send), and a
-    # student trained without delay fell in sim2sim when it did (10% falls at latency+1 in validation).
-    "go2": TaskSpec(
-        "sim2real/Go2-v0",
-        "envs.go2_env:make_task",
-        1000,
-        failed=fell,
-        metrics=velocity_tracking(lin_vel=0, ang_vel=3, command=9),
-        ranges={"latency_steps": (0, 1)},
-    ),
-    # the same on rough ground (envs.terrain: bumps, slopes, stairs, blocks in five rows of difficulty)
-    "go2_rough": TaskSpec(
-        "sim2real/Go2Rough-v0",
-        "envs.go2_env:make_rough_task",
-        1000,
-        failed=fell,
-        metrics=velocity_tracking(lin_vel=0, ang_vel=3, command=9),
-        ranges={"latency_steps": (0, 1)},
-    ),
+    "go2": _go2("Go2", "make_task"),
+    "go2_rough": _go2("Go2Rough", "make_rough_task"),  # envs.terrain's bumps, slopes, stairs, blocks
 }
 
 
