@@ -60,10 +60,8 @@ class BatchedGo2(BatchedTask):
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         act = np.clip(actions, self.action_low, self.action_high, out=self._act)  # (n, 12)
-        _, reward, terminated, _ = self.rules.step(self, self.state, act)
+        reward, terminated, _ = self.rules.step(self, self.state, act)
         self.elapsed += 1
-        steps = self.state.steps
-        for i in np.flatnonzero((steps % go2.COMMAND_PERIOD == 0) | (steps % go2.PUSH_PERIOD == 0)):
-            self.rules.redraw(self, self.state, int(i), self._base_rng[i])
+        self.rules.redraw(self, self.state, self._base_rng)
         truncated = self.elapsed >= self.max_steps
         return self.observe(), reward, terminated, truncated

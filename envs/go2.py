@@ -16,6 +16,7 @@ rough ground (`envs.terrain`) the rules measure heights from the map, and the te
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -197,10 +198,10 @@ class Go2Rules:
 
     def step(
         self, sim: Sim, state: State, action: np.ndarray, motors: MotorCommand | None = None
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-        """One control step of `action` (n, 12), already clipped, or of a raw motor command -> obs (n, D),
-        reward (n,), terminated (n,), reward terms {name: (n,)}. Updates `state`; the velocity command is
-        redrawn by the caller."""
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """One control step of `action` (n, 12), already clipped, or of a raw motor command -> reward (n,),
+        terminated (n,), reward terms {name: (n,)}. Updates `state`; the caller then `redraw`s and
+        `observe`s."""
         if motors is None:
             motors = self.command_of(action)
         else:
@@ -236,7 +237,7 @@ class Go2Rules:
         state.steps += 1
         low = sim.qpos[:, 2] - self.ground(sim.qpos[:, :2]) < MIN_TRUNK_HEIGHT  # above the ground below it
         terminated = fell | (gravity[:, 2] > MAX_TILT_GRAVITY_Z) | low
-        return self.observe(sim, state), reward, terminated, terms
+        return reward, terminated, terms
 
     def observe(self, sim: Sim, state: State, rows: Any = slice(None)) -> np.ndarray:
         """Privileged base observations (n, len(BASE_OBS)) of simulations `rows`."""
@@ -273,16 +274,18 @@ class Go2Rules:
         rot = sim.xmat[rows, self.trunk].reshape(-1, 3, 3)  # (n, 3, 3) trunk to world
         return np.einsum("nij,ni->nj", rot[:, :2, :2], push)  # R^T p, the planar part
 
-    def redraw(self, sim: Sim, state: State, row: int, rng: np.random.Generator) -> None:
-        """Between control steps: row `row`'s new command every `COMMAND_PERIOD` steps and a push every
-        `PUSH_PERIOD`, drawn from its episode stream in this order (the single and batched envs alike)."""
-        steps = int(state.steps[row])
-        if steps % COMMAND_PERIOD == 0:
-            sim.userdata[row, :3] = draw_command(rng)
-        if steps % PUSH_PERIOD == 0:
-            angle = rng.uniform(0.0, 2.0 * np.pi)  # drawn even when push_accel is 0: the stream stays
-            state.push[row] = state.push_accel[row] * np.array([np.cos(angle), np.sin(angle)])
-            state.push_left[row] = PUSH_STEPS
+    def redraw(self, sim: Sim, state: State, rngs: Sequence[np.random.Generator]) -> None:
+        """Between control steps: each row's new command every `COMMAND_PERIOD` steps and a push every
+        `PUSH_PERIOD`, drawn from its own episode stream `rngs[row]` in this order."""
+        steps = state.steps
+        for row in np.flatnonzero((steps % COMMAND_PERIOD == 0) | (steps % PUSH_PERIOD == 0)):
+            rng = rngs[row]
+            if steps[row] % COMMAND_PERIOD == 0:
+                sim.userdata[row, :3] = draw_command(rng)
+            if steps[row] % PUSH_PERIOD == 0:
+                angle = rng.uniform(0.0, 2.0 * np.pi)  # drawn even when push_accel is 0: the stream stays
+                state.push[row] = state.push_accel[row] * np.array([np.cos(angle), np.sin(angle)])
+                state.push_left[row] = PUSH_STEPS
 
 
 def draw_command(rng: np.random.Generator) -> np.ndarray:

@@ -98,8 +98,8 @@ class Go2Env(MujocoEnv):
     def step(self, action):
         a = np.clip(np.asarray(action, dtype=np.float64), -ACTION_LIMIT, ACTION_LIMIT)[None]  # (1, 12)
         motors, self._motors = self._motors, None
-        obs, reward, terminated, terms = self.rules.step(self._sim, self._state, a, motors)
-        self.rules.redraw(self._sim, self._state, 0, self.np_random)
+        reward, terminated, terms = self.rules.step(self._sim, self._state, a, motors)
+        self.rules.redraw(self._sim, self._state, [self.np_random])
         obs = self.rules.observe(self._sim, self._state)  # with the new command and push
         info = {"reward_terms": {k: float(v[0]) for k, v in terms.items()}}
         return obs[0], float(reward[0]), bool(terminated[0]), False, info
