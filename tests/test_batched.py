@@ -10,7 +10,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 import envs
 from envs import batched
 from envs.batched import BatchedTask
-from sim2real.teacher.vec import BatchedVecEnv, make_privileged_env, make_training_env
+from sim2real.teacher.vec import ActionNoise, BatchedVecEnv, make_privileged_env, make_training_env
 
 
 @pytest.mark.parametrize("task", ["hopper", "walker2d", "halfcheetah", "go2", "go2_rough"])
@@ -84,3 +84,28 @@ def test_auto_picks_the_batch_where_a_task_has_batched_rules():
     assert isinstance(venv.venv, BatchedVecEnv)
     with pytest.raises(ValueError, match="task 'pendulum' has no batched simulation"):
         make_training_env("pendulum", {}, 2, "batch", seed=0)
+
+
+def test_teacher_action_noise_perturbs_executed_actions_within_bounds_reproducibly():
+    def executed(sigma: float, seed: int, action: float) -> np.ndarray:
+        inner = BatchedVecEnv("halfcheetah", {}, 2, nthread=1)
+        venv = ActionNoise(inner, sigma, seed)
+        venv.seed(3)
+        venv.reset()
+        out = []
+        for _ in range(100):
+            venv.step(np.full((2, 6), action, dtype=np.float32))
+            out.append(inner._actions.copy())
+        return np.stack(out)  # (100, 2, 6): what the simulations executed
+
+    a = executed(0.2, seed=7, action=0.0)
+    np.testing.assert_array_equal(a, executed(0.2, seed=7, action=0.0))  # fixed by the seed
+    assert not np.array_equal(a, executed(0.2, seed=8, action=0.0))
+    assert abs(float(a.std()) - 0.2) < 0.02 and abs(float(a.mean())) < 0.03  # std 0.2 x half-range 1
+    near_bound = executed(0.2, seed=7, action=0.95)
+    assert near_bound.max() == 1.0 and (near_bound == 1.0).mean() > 0.3  # clipped like the envs' own
+
+
+def test_the_teacher_trains_on_perturbed_actions_only_when_asked():
+    assert not isinstance(make_training_env("hopper", {}, 2, "auto", seed=0).venv, ActionNoise)
+    assert isinstance(make_training_env("hopper", {}, 2, "auto", seed=0, action_noise=0.1).venv, ActionNoise)

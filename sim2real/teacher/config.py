@@ -39,6 +39,9 @@ class TeacherConfig:
     vec_env: str = "auto"
     normalize_obs: bool = True  # VecNormalize obs statistics, saved and applied inside the loaded teacher
     clip_obs: float = 10.0
+    # std of Gaussian noise on every executed training action, × the action half-range (0: none); a
+    # teacher robust to small action errors leaves its student room for its own (teacher.vec.ActionNoise)
+    action_noise: float = 0.0
     eval_freq: int = 10_000  # env steps between evaluations under randomization (0: only at the end)
     eval_episodes: int = 10  # per evaluation, on seeds separate from training
     checkpoint_freq: int = 10_000  # env steps between resumable checkpoints (0: only at the end)
@@ -54,7 +57,7 @@ class TeacherConfig:
         checks.one_of(p, self, "algo", ("ppo", "sac"))
         checks.one_of(p, self, "vec_env", ("auto", "batch", "dummy", "subproc"))
         checks.at_least(p, self, 1, ("total_timesteps", "n_envs"), optional=True)
-        checks.at_least(p, self, 0, ("eval_freq", "checkpoint_freq", "torch_threads"))
+        checks.at_least(p, self, 0, ("eval_freq", "checkpoint_freq", "torch_threads", "action_noise"))
         checks.at_least(p, self, 1, ("eval_episodes",))
         checks.positive(p, self, ("clip_obs",))
         self.ppo.check("teacher.ppo")

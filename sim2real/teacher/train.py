@@ -74,7 +74,12 @@ def train(cfg: Config, out: Path) -> TrainResult:
     checkpoints = Checkpoints(out / "checkpoints")
     state = _resume_state(cfg, checkpoints)
     venv = make_training_env(
-        cfg.task.name, cfg.task.ranges(), tc.num_envs(), tc.vec_env, cfg.seed + state.num_timesteps
+        cfg.task.name,
+        cfg.task.ranges(),
+        tc.num_envs(),
+        tc.vec_env,
+        cfg.seed + state.num_timesteps,
+        tc.action_noise,
     )
     venv = VecNormalize(
         venv,
