@@ -12,6 +12,7 @@ import dataclasses
 import json
 import shutil
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -36,8 +37,8 @@ def run(cfg: Config) -> None:
             print(f"[{i}/{len(stages)}] {stage}: finished earlier with the same inputs, skipped")
             timings[stage] = 0.0
         else:
-            run_stage = runners[stage]
-            timings[stage] = _run_stage(cfg, run_stage, stage, out, state.get(stage), key, i, len(stages))
+            runner, recorded = runners[stage], state.get(stage)
+            timings[stage] = _run_stage(cfg, runner, stage, out, recorded, key, i, len(stages))
             state[stage] = key
             write_json_atomic(layout.pipeline_state, state)
         parent_key = key
@@ -62,7 +63,14 @@ def _finished(out: Path, recorded: str | None, key: str) -> bool:
 
 
 def _run_stage(
-    cfg: Config, runner, stage: str, out: Path, recorded: str | None, key: str, i: int, n: int
+    cfg: Config,
+    runner: Callable[[Config], None],
+    stage: str,
+    out: Path,
+    recorded: str | None,
+    key: str,
+    i: int,
+    n: int,
 ) -> float:
     if out.exists() and recorded not in (None, key):
         _move_aside(out)
