@@ -5,12 +5,12 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
-from stable_baselines3.common.vec_env import DummyVecEnv
+from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 import envs
 from envs import batched
 from envs.batched import BatchedTask
-from sim2real.teacher.vec import ActionNoise, BatchedVecEnv, make_privileged_env, make_training_env
+from sim2real.teacher.vec import ActionNoise, BatchedVecEnv, ObsNoise, make_privileged_env, make_training_env
 
 
 @pytest.mark.parametrize("task", ["hopper", "walker2d", "halfcheetah", "go2", "go2_rough"])
@@ -109,3 +109,23 @@ def test_teacher_action_noise_perturbs_executed_actions_within_bounds_reproducib
 def test_the_teacher_trains_on_perturbed_actions_only_when_asked():
     assert not isinstance(make_training_env("hopper", {}, 2, "auto", seed=0).venv, ActionNoise)
     assert isinstance(make_training_env("hopper", {}, 2, "auto", seed=0, action_noise=0.1).venv, ActionNoise)
+
+
+def test_teacher_obs_noise_perturbs_what_the_policy_sees_not_the_normalizer_statistics():
+    def run(sigma: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        norm = VecNormalize(BatchedVecEnv("halfcheetah", {}, 2, nthread=1), norm_reward=False)
+        venv = ObsNoise(norm, sigma, seed=7) if sigma else norm
+        venv.seed(3)
+        seen, clean = [venv.reset()], [norm.normalize_obs(norm.get_original_obs())]
+        for _ in range(200):
+            seen.append(venv.step(np.zeros((2, 6), dtype=np.float32))[0])
+            clean.append(norm.normalize_obs(norm.get_original_obs()))
+        return np.stack(seen), np.stack(clean), norm.obs_rms.mean.copy()  # (201, 2, Dp) x2, (Dp,)
+
+    seen, clean, stats = run(0.3)
+    noise = seen - clean
+    assert abs(float(noise.std()) - 0.3) < 0.02 and abs(float(noise.mean())) < 0.02
+    _, clean_only, stats_clean = run(0.0)
+    np.testing.assert_array_equal(stats, stats_clean)  # statistics of the task as it is
+    np.testing.assert_allclose(clean, clean_only, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(seen, run(0.3)[0])  # reproducible from its seed

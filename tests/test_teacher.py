@@ -195,3 +195,18 @@ def test_every_task_teacher_config_builds_both_sb3_models(task, tmp_path):
         model = TRAINABLE[algo]("MlpPolicy", venv, device="cpu", **kwargs)
         assert model.observation_space.shape == venv.observation_space.shape and block.total_timesteps >= 5000
     venv.close()
+
+
+def test_teacher_obs_noise_reaches_the_policy_on_training_and_on_resume(tmp_path):
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from sim2real.teacher.vec import ObsNoise
+
+    first = train(make_cfg(tmp_path, *TINY_PPO, "teacher.obs_noise=0.2"), tmp_path / "teacher")
+    noisy = first.model.get_env()
+    assert isinstance(noisy, ObsNoise) and isinstance(noisy.venv, VecNormalize)
+    longer = make_cfg(tmp_path, *TINY_PPO, "teacher.obs_noise=0.2", "teacher.total_timesteps=512")
+    resumed = train(longer, tmp_path / "teacher")
+    assert resumed.summary["num_timesteps"] == 512 and isinstance(resumed.model.get_env(), ObsNoise)
+    clean = train(make_cfg(tmp_path / "clean", *TINY_PPO), tmp_path / "clean" / "teacher")
+    assert isinstance(clean.model.get_env(), VecNormalize)

@@ -42,6 +42,9 @@ class TeacherConfig:
     # std of Gaussian noise on every executed training action, × the action half-range (0: none); a
     # teacher robust to small action errors leaves its student room for its own (teacher.vec.ActionNoise)
     action_noise: float = 0.0
+    # std of Gaussian noise on the normalized privileged obs the policy trains on (0: none); a teacher that
+    # does not hinge on exact inputs leaves labels a student with noisy sensors can follow (vec.ObsNoise)
+    obs_noise: float = 0.0
     eval_freq: int = 10_000  # env steps between evaluations under randomization (0: only at the end)
     eval_episodes: int = 10  # per evaluation, on seeds separate from training
     checkpoint_freq: int = 10_000  # env steps between resumable checkpoints (0: only at the end)
@@ -57,7 +60,8 @@ class TeacherConfig:
         checks.one_of(p, self, "algo", ("ppo", "sac"))
         checks.one_of(p, self, "vec_env", ("auto", "batch", "dummy", "subproc"))
         checks.at_least(p, self, 1, ("total_timesteps", "n_envs"), optional=True)
-        checks.at_least(p, self, 0, ("eval_freq", "checkpoint_freq", "torch_threads", "action_noise"))
+        nonnegative = ("eval_freq", "checkpoint_freq", "torch_threads", "action_noise", "obs_noise")
+        checks.at_least(p, self, 0, nonnegative)
         checks.at_least(p, self, 1, ("eval_episodes",))
         checks.positive(p, self, ("clip_obs",))
         self.ppo.check("teacher.ppo")

@@ -19,7 +19,7 @@ import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import CallbackList
 from stable_baselines3.common.logger import Logger
-from stable_baselines3.common.vec_env import VecNormalize
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 import envs
 from sim2real.artifacts import RunLayout, sha256_file, stage_run, write_json_atomic
@@ -31,7 +31,7 @@ from sim2real.teacher.checkpoint import Checkpoints, TrainState
 from sim2real.teacher.evaluate import ExpertEvaluator
 from sim2real.teacher.hyperparams import TRAINABLE, sb3_kwargs
 from sim2real.teacher.policy import FORMAT, INFO, MODEL, NORMALIZER, load_teacher
-from sim2real.teacher.vec import make_training_env
+from sim2real.teacher.vec import ObsNoise, make_training_env
 
 EVAL_SEED_OFFSET = 1_000_000  # evaluation episodes never share seeds with training envs
 
@@ -88,12 +88,13 @@ def train(cfg: Config, out: Path) -> TrainResult:
         clip_obs=tc.clip_obs,
         gamma=kwargs.get("gamma", 0.99),
     )
+    policy_env = ObsNoise(venv, tc.obs_noise, cfg.seed + state.num_timesteps) if tc.obs_noise > 0 else venv
     evaluator = ExpertEvaluator(
         cfg.task.name, cfg.task.ranges(), tc.eval_episodes, cfg.seed + EVAL_SEED_OFFSET
     )
     metrics = MetricLogger(cfg.logger, RunLayout(cfg.run_dir).logs("teacher"), "teacher", asdict(cfg))
     try:
-        model = _model(cfg, kwargs, venv, checkpoints, state)
+        model = _model(cfg, kwargs, venv, policy_env, checkpoints, state)
         model.set_logger(Logger(None, [MetricWriter(metrics, tc.algo)]))
         steps_per_s = _learn(cfg, model, evaluator, checkpoints, state)
         summary = _publish(cfg, out, checkpoints, state, evaluator, metrics)
@@ -166,11 +167,17 @@ def _device(cfg: Config) -> str:
 
 
 def _model(
-    cfg: Config, kwargs: dict[str, Any], venv: VecNormalize, checkpoints: Checkpoints, state: TrainState
+    cfg: Config,
+    kwargs: dict[str, Any],
+    venv: VecNormalize,
+    policy_env: VecEnv,
+    checkpoints: Checkpoints,
+    state: TrainState,
 ) -> BaseAlgorithm:
+    """A new or resumed model acting in `policy_env` (`venv`, or `venv` under ObsNoise)."""
     algo = TRAINABLE[cfg.teacher.algo]
     if state.num_timesteps > 0:
-        model, normalizer = checkpoints.load_last(algo, venv, _device(cfg))
+        model, normalizer = checkpoints.load_last(algo, policy_env, _device(cfg))
         if normalizer is not None:
             normalizer.restore_into(venv)
         if state.reward_stats is not None and venv.norm_reward:
@@ -178,7 +185,7 @@ def _model(
         print(f"train-teacher: resuming from {checkpoints.dir} at step {model.num_timesteps}")
         return model
     try:
-        return algo("MlpPolicy", venv, seed=cfg.seed, device=_device(cfg), verbose=0, **kwargs)
+        return algo("MlpPolicy", policy_env, seed=cfg.seed, device=_device(cfg), verbose=0, **kwargs)
     except (TypeError, ValueError, AssertionError) as e:
         raise UserError(f"teacher.{cfg.teacher.algo}.hyperparams: SB3 refused them: {e}") from e
 

@@ -105,6 +105,34 @@ class ActionNoise(VecEnvWrapper):
         return self.venv.step_wait()
 
 
+class ObsNoise(VecEnvWrapper):
+    """Gaussian noise of std `sigma` on every entry of the normalized privileged observation the policy
+    is trained on (wraps VecNormalize, so `sigma` is in units of each entry's running std).
+
+    Why: the student never sees the clean state; it estimates it from noisy readings and history, and
+    its estimate errs. A teacher whose actions hinge on exact values of its inputs (HalfCheetah seeds 1
+    and 2: 12% and 34% lower return under input noise of std 0.1, seed 0: none) leaves labels the
+    student cannot follow; legged-locomotion teachers are commonly trained on noisy inputs for this.
+    Only what the policy sees during training is perturbed; the normalizer's statistics, evaluation,
+    collection and validation see the task as it is.
+    """
+
+    def __init__(self, venv: VecEnv, sigma: float, seed: int):
+        super().__init__(venv)
+        self.sigma = sigma
+        self.rng = np.random.default_rng([seed, 0x0B5])  # its own stream: the envs' seeds are unchanged
+
+    def _noisy(self, obs: np.ndarray) -> np.ndarray:
+        return (obs + self.sigma * self.rng.standard_normal(obs.shape)).astype(obs.dtype)  # (n, Dp)
+
+    def reset(self) -> VecEnvObs:
+        return self._noisy(self.venv.reset())
+
+    def step_wait(self) -> VecEnvStepReturn:
+        obs, rewards, dones, infos = self.venv.step_wait()
+        return self._noisy(obs), rewards, dones, infos
+
+
 class BatchedVecEnv(VecEnv):
     """SB3 VecEnv over `envs.batched.make(task)`: privileged observations, auto-reset as DummyVecEnv.
 
