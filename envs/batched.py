@@ -142,7 +142,21 @@ class BatchedTask:
         self._base_rng: list[np.random.Generator | None] = [None] * n  # its base env's np_random
         self.dynamics: list[dict[str, float]] = [parameters.nominal(task) for _ in range(n)]
         self.elapsed = np.zeros(n, dtype=np.int64)  # control steps in the current episode
+        pitch = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, "rooty")
+        self._pitch_adr = int(model.jnt_qposadr[pitch]) if pitch >= 0 else None  # planar bodies' pitch
         single.close()
+
+    @property
+    def can_tilt(self) -> bool:
+        return self._pitch_adr is not None
+
+    def tilt(self, ids: np.ndarray, angles: np.ndarray) -> None:
+        """Add `angles` (len(ids),) rad to the root pitch of simulations `ids`, just after their reset:
+        a start the nominal reset never gives (nose down, tail down), from which they drop and settle."""
+        if not self.can_tilt:
+            raise ValueError(f"task {self.task!r} has no planar root pitch joint ('rooty') to tilt")
+        self._qpos[ids, self._pitch_adr] += angles
+        self.batch.forward(ids)
 
     def _rules_of(self, base: Any) -> Any:
         """The rules this class evaluates, read from the single env's base."""

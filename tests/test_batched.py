@@ -129,3 +129,26 @@ def test_teacher_obs_noise_perturbs_what_the_policy_sees_not_the_normalizer_stat
     np.testing.assert_array_equal(stats, stats_clean)  # statistics of the task as it is
     np.testing.assert_allclose(clean, clean_only, rtol=0, atol=1e-6)
     np.testing.assert_array_equal(seen, run(0.3)[0])  # reproducible from its seed
+
+
+def test_reset_pitch_starts_every_training_episode_tilted_and_only_when_asked():
+    def first_pitches(reset_pitch) -> tuple[np.ndarray, np.ndarray]:
+        venv = make_training_env("halfcheetah", {}, 3, "batch", seed=0, reset_pitch=reset_pitch)
+        start = venv.reset()[:, 1]  # (3,) rooty, the -v5 obs' second entry
+        for _ in range(999):
+            venv.step(np.zeros((3, 6), dtype=np.float32))
+        obs, _, done, _ = venv.step(np.zeros((3, 6), dtype=np.float32))
+        assert done.all()  # HalfCheetah's 1,000-step limit: the auto-reset's first obs came back
+        return start, obs[:, 1]
+
+    for pitches in first_pitches((1.0, 1.2)):
+        assert ((pitches > 0.9) & (pitches < 1.3)).all()  # U(1.0, 1.2) + the reset's own ±0.1
+    for pitches in first_pitches(None):
+        assert (np.abs(pitches) <= 0.1).all()
+
+
+def test_reset_pitch_is_refused_where_there_is_no_planar_pitch_or_no_batch():
+    with pytest.raises(ValueError, match=r"go2.*no planar root pitch"):
+        make_training_env("go2", {}, 2, "batch", seed=0, reset_pitch=(0.0, 1.0))
+    with pytest.raises(ValueError, match="needs the batched simulation"):
+        make_training_env("halfcheetah", {}, 2, "dummy", seed=0, reset_pitch=(0.0, 1.0))

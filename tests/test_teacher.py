@@ -210,3 +210,11 @@ def test_teacher_obs_noise_reaches_the_policy_on_training_and_on_resume(tmp_path
     assert resumed.summary["num_timesteps"] == 512 and isinstance(resumed.model.get_env(), ObsNoise)
     clean = train(make_cfg(tmp_path / "clean", *TINY_PPO), tmp_path / "clean" / "teacher")
     assert isinstance(clean.model.get_env(), VecNormalize)
+
+
+@pytest.mark.parametrize("bad", [[1.0, 0.0], [0.0, 4.0], [0.5]])
+def test_reset_pitch_outside_a_pitch_range_is_named(bad):
+    from sim2real.teacher.config import TeacherConfig
+
+    with pytest.raises(UserError, match=r"teacher\.reset_pitch="):
+        TeacherConfig(reset_pitch=bad)

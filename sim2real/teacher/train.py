@@ -80,6 +80,7 @@ def train(cfg: Config, out: Path) -> TrainResult:
         tc.vec_env,
         cfg.seed + state.num_timesteps,
         tc.action_noise,
+        None if tc.reset_pitch is None else (tc.reset_pitch[0], tc.reset_pitch[1]),
     )
     venv = VecNormalize(
         venv,

@@ -61,14 +61,23 @@ def resolve_vec_kind(kind: str, n_envs: int, task: str) -> str:
 
 
 def make_training_env(
-    task: str, ranges: dict[str, Any], n_envs: int, kind: str, seed: int, action_noise: float = 0.0
+    task: str,
+    ranges: dict[str, Any],
+    n_envs: int,
+    kind: str,
+    seed: int,
+    action_noise: float = 0.0,
+    reset_pitch: tuple[float, float] | None = None,
 ) -> VecEnv:
     """`n_envs` randomized envs (env i seeded `seed + i`), with episode statistics for SB3's logs;
-    `action_noise` > 0 perturbs every executed action (`ActionNoise`)."""
+    `action_noise` > 0 perturbs every executed action (`ActionNoise`); `reset_pitch` starts every
+    episode pitched by U(low, high) rad (batched planar tasks: `BatchedVecEnv`)."""
     factory = functools.partial(make_privileged_env, task, ranges)
     kind = resolve_vec_kind(kind, n_envs, task)
+    if reset_pitch is not None and kind != "batch":
+        raise ValueError(f"teacher.reset_pitch needs the batched simulation (teacher.vec_env={kind})")
     if kind == "batch":
-        venv: VecEnv = BatchedVecEnv(task, ranges, n_envs)
+        venv: VecEnv = BatchedVecEnv(task, ranges, n_envs, reset_pitch=reset_pitch, seed=seed)
     elif kind == "subproc":
         venv = SubprocVecEnv([factory] * n_envs)
     else:
@@ -141,8 +150,20 @@ class BatchedVecEnv(VecEnv):
     the infos where SB3 looks for them.
     """
 
-    def __init__(self, task: str, ranges: dict[str, Any] | None, n_envs: int, nthread: int = 0):
+    def __init__(
+        self,
+        task: str,
+        ranges: dict[str, Any] | None,
+        n_envs: int,
+        nthread: int = 0,
+        reset_pitch: tuple[float, float] | None = None,
+        seed: int = 0,
+    ):
         self.sim = batched.make(task, n_envs, ranges, nthread=nthread or usable_cores())
+        if reset_pitch is not None and not self.sim.can_tilt:
+            raise ValueError(f"teacher.reset_pitch: task {task!r} has no planar root pitch to tilt")
+        self.reset_pitch = reset_pitch  # every episode starts pitched by U(low, high) rad (None: as reset)
+        self._pitch_rng = np.random.default_rng([seed, 0x917C])  # its own stream: the envs' seeds unchanged
         obs_space = gym.spaces.Box(-np.inf, np.inf, shape=(self.sim.obs_dim,), dtype=np.float32)
         low, high = self.sim.action_low.astype(np.float32), self.sim.action_high.astype(np.float32)
         act_space = gym.spaces.Box(low, high, dtype=np.float32)
@@ -151,6 +172,7 @@ class BatchedVecEnv(VecEnv):
 
     def reset(self) -> VecEnvObs:
         self.sim.reset(np.arange(self.num_envs), seeds=self._seeds)
+        self._tilt(np.arange(self.num_envs))
         self._reset_seeds()
         self.reset_infos = [{"dynamics": d.copy()} for d in self.sim.dynamics]
         return self.sim.observe()
@@ -168,8 +190,13 @@ class BatchedVecEnv(VecEnv):
             infos[i]["TimeLimit.truncated"] = bool(truncated[i] and not terminated[i])
         if ended.size:
             self.sim.reset(ended)
+            self._tilt(ended)
             obs[ended] = self.sim.observe(ended)
         return obs, reward.astype(np.float32), done, infos
+
+    def _tilt(self, ids: np.ndarray) -> None:
+        if self.reset_pitch is not None:
+            self.sim.tilt(ids, self._pitch_rng.uniform(*self.reset_pitch, size=ids.size))
 
     def close(self) -> None:
         pass  # the batch's threads end with it
