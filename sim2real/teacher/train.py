@@ -73,14 +73,9 @@ def train(cfg: Config, out: Path) -> TrainResult:
         torch.set_num_threads(tc.torch_threads)
     checkpoints = Checkpoints(out / "checkpoints")
     state = _resume_state(cfg, checkpoints)
+    seed = cfg.seed + state.num_timesteps  # a resumed run draws fresh episodes and noise
     venv = make_training_env(
-        cfg.task.name,
-        cfg.task.ranges(),
-        tc.num_envs(),
-        tc.vec_env,
-        cfg.seed + state.num_timesteps,
-        tc.action_noise,
-        None if tc.reset_pitch is None else (tc.reset_pitch[0], tc.reset_pitch[1]),
+        cfg.task.name, cfg.task.ranges(), tc.num_envs(), tc.vec_env, seed, tc.action_noise, tc.reset_pitch
     )
     venv = VecNormalize(
         venv,
@@ -89,7 +84,7 @@ def train(cfg: Config, out: Path) -> TrainResult:
         clip_obs=tc.clip_obs,
         gamma=kwargs.get("gamma", 0.99),
     )
-    policy_env = ObsNoise(venv, tc.obs_noise, cfg.seed + state.num_timesteps) if tc.obs_noise > 0 else venv
+    policy_env = ObsNoise(venv, tc.obs_noise, seed) if tc.obs_noise > 0 else venv
     evaluator = ExpertEvaluator(
         cfg.task.name, cfg.task.ranges(), tc.eval_episodes, cfg.seed + EVAL_SEED_OFFSET
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -67,7 +68,7 @@ def make_training_env(
     kind: str,
     seed: int,
     action_noise: float = 0.0,
-    reset_pitch: tuple[float, float] | None = None,
+    reset_pitch: Sequence[float] | None = None,
 ) -> VecEnv:
     """`n_envs` randomized envs (env i seeded `seed + i`), with episode statistics for SB3's logs;
     `action_noise` > 0 perturbs every executed action (`ActionNoise`); `reset_pitch` starts every
@@ -156,7 +157,7 @@ class BatchedVecEnv(VecEnv):
         ranges: dict[str, Any] | None,
         n_envs: int,
         nthread: int = 0,
-        reset_pitch: tuple[float, float] | None = None,
+        reset_pitch: Sequence[float] | None = None,
         seed: int = 0,
     ):
         self.sim = batched.make(task, n_envs, ranges, nthread=nthread or usable_cores())
