@@ -213,7 +213,6 @@ class Go2Rules:
         touch = sim.sensordata
         feet = touch[:, self.feet] > CONTACT_FORCE  # (n, 4)
         limb_hits = (touch[:, self.limbs] > CONTACT_FORCE).sum(1)  # (n,)
-        fell = (touch[:, self.falls] > CONTACT_FORCE).any(1)  # (n,)
         lin, ang, gravity = touch[:, self.lin_vel], touch[:, self.ang_vel], self.gravity(sim)
         command, dq = sim.userdata[:, :3], sim.qvel[:, self.dadr]
         first_contact = feet & (state.air_time > 0.0)
@@ -235,9 +234,20 @@ class Go2Rules:
         state.action[:] = action
         state.dq[:] = dq
         state.steps += 1
-        low = sim.qpos[:, 2] - self.ground(sim.qpos[:, :2]) < MIN_TRUNK_HEIGHT  # above the ground below it
-        terminated = fell | (gravity[:, 2] > MAX_TILT_GRAVITY_Z) | low
+        terminated = np.logical_or.reduce(list(self.falls_of(sim, touch, gravity).values()))
         return reward, terminated, terms
+
+    def falls_of(self, sim: Sim, touch: np.ndarray, gravity: np.ndarray) -> dict[str, np.ndarray]:
+        """Each way an episode ends in a fall -> (n,) whether it holds now: trunk or hip on the ground,
+        tilted past 60°, trunk too low above the ground below it (the names `Go2Env` reports)."""
+        hips = touch[:, self.falls[:4]] > CONTACT_FORCE  # (n, 4)
+        height = sim.qpos[:, 2] - self.ground(sim.qpos[:, :2])  # (n,)
+        return {
+            "trunk_contact": touch[:, self.falls[4]] > CONTACT_FORCE,
+            **{f"{leg}_hip_contact": hips[:, k] for k, leg in enumerate(LEGS)},
+            "tilt": gravity[:, 2] > MAX_TILT_GRAVITY_Z,
+            "low": height < MIN_TRUNK_HEIGHT,
+        }
 
     def observe(self, sim: Sim, state: State, rows: Any = slice(None)) -> np.ndarray:
         """Privileged base observations (n, len(BASE_OBS)) of simulations `rows`."""

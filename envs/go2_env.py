@@ -102,6 +102,9 @@ class Go2Env(MujocoEnv):
         self.rules.redraw(self._sim, self._state, [self.np_random])
         obs = self.rules.observe(self._sim, self._state)  # with the new command and push
         info = {"reward_terms": {k: float(v[0]) for k, v in terms.items()}}
+        if terminated[0]:  # which of the fall conditions ended it (a user's "why did it fall")
+            falls = self.rules.falls_of(self._sim, self._sim.sensordata, self.rules.gravity(self._sim))
+            info["falls"] = [name for name, hit in falls.items() if hit[0]]
         return obs[0], float(reward[0]), bool(terminated[0]), False, info
 
 

@@ -55,6 +55,19 @@ def test_go2_stands_under_pd_at_the_standing_pose_and_falls_without_it(env):
     assert terminated or low < height - 0.05
 
 
+def test_a_go2_fall_names_the_condition_that_ended_it(env):
+    env.reset(seed=0, options={"dynamics": NOMINAL})
+    base = env.unwrapped.base
+    _, _, terminated, _, info = env.step(np.zeros(12))
+    assert not terminated and "falls" not in info  # standing: nothing to name
+    qpos, qvel = base.data.qpos.copy(), base.data.qvel.copy()
+    qpos[3:7] = [0.0, 1.0, 0.0, 0.0]  # rolled over, feet up, 1 m above the floor
+    qpos[2] = 1.0
+    base.set_state(qpos, qvel)
+    _, _, terminated, _, info = env.step(np.zeros(12))
+    assert terminated and info["falls"] == ["tilt"]
+
+
 def test_go2_joint_order_and_standing_pose_equal_the_robot_mapping(env):
     mapping = load_mapping("go2")
     task = env.unwrapped
