@@ -101,6 +101,18 @@ def test_stressed_rollouts_run_and_report_failures():
     assert all(r["failed"] for r in random)
 
 
+def test_validation_counts_the_fall_conditions_a_task_names():
+    shove = scenarios.Stress(push_accel=40.0)  # hard enough to topple the standing Go2
+    eps = [scenarios.Episode("stress/pushes", None, s, dict(dr.nominal("go2")), shove) for s in range(2)]
+    results = run_chunk(PolicySource("random", "go2", {}), eps)
+    assert all(r["failed"] and r["fall_causes"] for r in results)
+    causes = stats.summarize(results)["fall_causes"]
+    assert sum(causes.values()) >= 2 and "tilt" in causes
+    calm = [scenarios.Episode("stress/pushes", None, 0, dict(dr.nominal()), shove)]
+    pendulum = run_chunk(PolicySource("random", "pendulum", {}), calm)
+    assert "fall_causes" not in stats.summarize(pendulum)  # tasks that name none report none
+
+
 def test_report_writes_markdown_and_nonempty_figures(tmp_path):
     results = []
     for policy, base in (("student", -200.0), ("teacher", -150.0), ("random", -1200.0)):

@@ -90,7 +90,8 @@ def markdown(report: dict, figures: list[str]) -> str:
         "Scores are normalized: (R − random) / (teacher − random) on the same episodes. A failure is a",
         "fall (early termination) or, for the pendulum, not balanced (mean cos < 0.9) over the last quarter.",
         "Task metrics are the task's own per-episode figures, averaged (Go2: RMS velocity-tracking errors,",
-        "m/s and rad/s; the pendulum: mean cos of the angle over the last quarter).",
+        "m/s and rad/s; the pendulum: mean cos of the angle over the last quarter), then the fall",
+        "conditions that ended episodes where the task names them (Go2: trunk or hip contact, tilt, low).",
         "",
         "## Scenarios",
         "",
@@ -104,6 +105,8 @@ def markdown(report: dict, figures: list[str]) -> str:
             s = m[policy]
             score = f"{m['ratio']['mean']:.3f}" if policy == "student" and "ratio" in m else ""
             task = ", ".join(f"{k} {v:.3f}" for k, v in s.get("task_metrics", {}).items())
+            if s.get("fall_causes"):
+                task += "; falls: " + ", ".join(f"{k} {v}" for k, v in s["fall_causes"].items())
             lines.append(
                 f"| {scenario} | {policy} | {s['episodes']} | {s['mean']:.1f} [{s['ci95'][0]:.1f}, "
                 f"{s['ci95'][1]:.1f}] | {s['iqm']:.1f} | {s['p10']:.1f} | {s['failure_rate']:.0%} | "

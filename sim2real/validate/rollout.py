@@ -119,7 +119,7 @@ def _episode(env, act, ep: Episode, src: PolicySource) -> dict:
         a = np.asarray(act(obs), dtype=np.float32)
         if ep.stress.push_accel:
             _push(task.data, t, period, push_len, ep.stress.push_accel * total_mass, rng)
-        obs, r, terminated, truncated, _ = env.step(a)
+        obs, r, terminated, truncated, info = env.step(a)
         ret += r
         actions.append(a)
         privileged.append(obs["privileged"])
@@ -137,6 +137,7 @@ def _episode(env, act, ep: Episode, src: PolicySource) -> dict:
         "return": ret,
         "length": t,
         "failed": spec.failed(trace),
+        "fall_causes": list(info.get("falls", [])) if terminated else [],  # the Go2 names its falls
         "jerk": _jerk(np.asarray(actions)),
         "metrics": spec.metrics(trace),
     }

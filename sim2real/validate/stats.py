@@ -6,7 +6,7 @@ teacher, 0 is acting at random, whatever the sign or scale of the task's reward.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import numpy as np
 
@@ -42,7 +42,14 @@ def summarize(results: list[dict]) -> dict:
         "p10": float(np.percentile(returns, 10)),
         "failure_rate": float(np.mean([r["failed"] for r in results])),
         "jerk": float(np.mean([r["jerk"] for r in results])),
+        **_fall_causes(results),
     }
+
+
+def _fall_causes(results: list[dict]) -> dict:
+    """How many episodes ended in each named fall condition, when the task names them."""
+    causes = Counter(c for r in results for c in r.get("fall_causes", []))
+    return {"fall_causes": dict(causes.most_common())} if causes else {}
 
 
 def _task_metrics(results: list[dict]) -> dict:
