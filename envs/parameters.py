@@ -247,6 +247,21 @@ def make_ranges(
     return ranges
 
 
+def stretch(ranges: Mapping[str, Range], factor: float) -> dict[str, Range]:
+    """Each range stretched about its parameter's nominal by `factor` (1.5: each edge half as far again
+    from the nominal), within the parameter's bounds; integer ranges widen outward to whole steps. Wider
+    training ranges are the plainest way to a policy that degrades gracefully past the declared ones."""
+    out = {}
+    for name, r in ranges.items():
+        p = TABLE[name]
+        low, high = (p.nominal + factor * (edge - p.nominal) for edge in (r.low, r.high))
+        if r.integer:
+            low, high = math.floor(low + 1e-9), math.ceil(high - 1e-9)
+        low, high = round(max(low, p.bounds[0]), 9), round(min(high, p.bounds[1]), 9)  # no 0.70000001
+        out[name] = Range(low, high, r.integer)
+    return out
+
+
 def resolve(
     rng: np.random.Generator, ranges: Mapping[str, Range], overrides: Mapping[str, float] | None
 ) -> dict[str, float]:

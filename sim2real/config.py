@@ -7,10 +7,12 @@ Stage-specific configs live beside their stage (`sim2real/<pkg>/config.py`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import envs
-from envs.parameters import RandomizationConfig, as_lists, make_ranges
+from envs.parameters import RandomizationConfig, as_lists, make_ranges, stretch
+from sim2real.checks import ConfigError
 from sim2real.data.config import CollectConfig, ImportConfig
 from sim2real.deploy.config import DeployConfig
 from sim2real.deploy.dds.mapping import RobotConfig
@@ -29,10 +31,20 @@ class TaskConfig:
 
     name: str = "pendulum"
     randomization: RandomizationConfig = field(default_factory=RandomizationConfig)
+    # every range stretched about its nominal by this factor (`envs.parameters.stretch`; 1.5: each edge half
+    # as far again from the nominal), so the policy meets dynamics past the ranges declared above;
+    # None: the ranges as declared (None, not 1.0, so runs made before this key still resume)
+    widen: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.widen is not None and not (math.isfinite(self.widen) and self.widen > 0):
+            raise ConfigError(f"task.widen={self.widen} must be a positive factor, as 1.5")
 
     def ranges(self) -> dict[str, list[float]]:
-        """Every parameter's training range: the ones set here over the task's defaults."""
-        return as_lists(make_ranges(vars(self.randomization), envs.task_ranges(self.name), task=self.name))
+        """Every parameter's training range: the ones set here over the task's defaults, stretched by
+        `widen`."""
+        ranges = make_ranges(vars(self.randomization), envs.task_ranges(self.name), task=self.name)
+        return as_lists(ranges if self.widen is None else stretch(ranges, self.widen))
 
 
 @dataclass

@@ -253,3 +253,18 @@ def test_noise_drawn_in_chunks_equals_drawing_one_reading_at_a_time():
     assert np.array_equal(
         np.stack(readings), np.stack([std * reference.standard_normal(3) for _ in range(11)])
     )
+
+
+def test_widen_stretches_every_range_about_its_nominal_within_the_bounds():
+    from sim2real.checks import ConfigError
+    from sim2real.config import TaskConfig
+
+    wide = TaskConfig(widen=1.5).ranges()
+    assert wide["mass_scale"] == [0.7, 1.3]  # [0.8, 1.2] about 1.0
+    assert wide["friction_scale"] == [0.1, 1.375]  # [0.4, 1.25]: each edge half as far again from 1.0
+    assert wide["latency_steps"] == [0, 3]  # integers widen outward, the nominal edge stays
+    assert TaskConfig(widen=2.0).ranges()["friction_scale"][0] == 0.0  # 1 - 2 x 0.6 < 0: held at the bound
+    assert TaskConfig().ranges() == TaskConfig(widen=1.0).ranges()
+    with pytest.raises(ConfigError, match=r"task\.widen=0"):
+        TaskConfig(widen=0)
+

@@ -153,6 +153,18 @@ def test_resume_refuses_a_checkpoint_of_another_config(tmp_path):
         train(make_cfg(tmp_path, *TINY_PPO), tmp_path / "teacher")
 
 
+def test_resume_takes_checkpoints_from_before_a_new_key_but_not_a_changed_range(tmp_path, capsys):
+    train(make_cfg(tmp_path, *TINY_SAC, "teacher.total_timesteps=10"), tmp_path / "teacher")
+    state_file = tmp_path / "teacher" / "checkpoints" / "state.json"
+    state = json.loads(state_file.read_text())
+    del state["resume_config"]["task"]["widen"]  # as a checkpoint written before `task.widen` existed
+    state_file.write_text(json.dumps(state))
+    train(make_cfg(tmp_path, *TINY_SAC, "teacher.total_timesteps=20"), tmp_path / "teacher")
+    assert "resuming from" in capsys.readouterr().out
+    with pytest.raises(UserError, match=r"different config \(task.widen: None -> 1.5\)"):
+        train(make_cfg(tmp_path, *TINY_SAC, "teacher.total_timesteps=30", "task.widen=1.5"), tmp_path / "teacher")
+
+
 def test_unknown_sb3_hyperparameter_is_named():
     cfg = make_cfg(Path("/nonexistent"), "+teacher.sac.hyperparams.learning_rat=0.1")
     with pytest.raises(

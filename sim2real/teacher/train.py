@@ -136,8 +136,8 @@ def _resume_state(cfg: Config, checkpoints: Checkpoints) -> TrainState:
     state = checkpoints.load_state() if cfg.teacher.resume else None
     if state is None:
         return TrainState(resume_config=want)
-    if state.resume_config != want:
-        diff = _first_difference(state.resume_config, want)
+    diff = _first_difference(state.resume_config, want)
+    if diff is not None:
         raise UserError(
             f"{checkpoints.dir} holds a teacher trained with a different config ({diff}); "
             "use another run_dir, or teacher.resume=false to start over"
@@ -145,12 +145,15 @@ def _resume_state(cfg: Config, checkpoints: Checkpoints) -> TrainState:
     return state
 
 
-def _first_difference(old: Any, new: Any, key: str = "") -> str:
+def _first_difference(old: Any, new: Any, key: str = "") -> str | None:
+    """The first setting that differs, or None; a key one side lacks counts as None, so a config key added
+    later with a None default does not orphan earlier checkpoints."""
     if isinstance(old, dict) and isinstance(new, dict):
         for k in sorted(set(old) | set(new)):
             if old.get(k) != new.get(k):
                 return _first_difference(old.get(k), new.get(k), f"{key}.{k}" if key else k)
-    return f"{key}: {old!r} -> {new!r}"
+        return None
+    return None if old == new else f"{key}: {old!r} -> {new!r}"
 
 
 def _device(cfg: Config) -> str:
