@@ -43,6 +43,12 @@ class BatchedGo2(BatchedTask):
         )
         return qpos, qvel
 
+    def set_command_period(self, steps: int) -> None:
+        """Draw a new command every `steps` control steps (the task's own: `go2.COMMAND_PERIOD`)."""
+        if steps < 1:
+            raise ValueError(f"command period {steps}: must be at least 1 control step")
+        self.rules.command_period = int(steps)
+
     def advance(self) -> None:
         """One physics step of every simulation (`go2.Sim`)."""
         self.batch.step(nstep=1)

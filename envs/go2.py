@@ -149,6 +149,9 @@ class Go2Rules:
 
     def __init__(self, model: mujoco.MjModel, terrain: rough.Terrain | None = None):
         self.terrain = terrain
+        # control steps between command draws; a teacher may train on more changes than the task has
+        # (`teacher.command_period`: its falls come just after one), evaluation keeps `COMMAND_PERIOD`
+        self.command_period = COMMAND_PERIOD
         self.foot_geoms = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_GEOM, f"{leg}_foot") for leg in LEGS]
         ids = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, j) for j in JOINTS]
         self.qadr = np.array([model.jnt_qposadr[j] for j in ids])  # (12,)
@@ -285,12 +288,12 @@ class Go2Rules:
         return np.einsum("nij,ni->nj", rot[:, :2, :2], push)  # R^T p, the planar part
 
     def redraw(self, sim: Sim, state: State, rngs: Sequence[np.random.Generator]) -> None:
-        """Between control steps: each row's new command every `COMMAND_PERIOD` steps and a push every
+        """Between control steps: each row's new command every `command_period` steps and a push every
         `PUSH_PERIOD`, drawn from its own episode stream `rngs[row]` in this order."""
-        steps = state.steps
-        for row in np.flatnonzero((steps % COMMAND_PERIOD == 0) | (steps % PUSH_PERIOD == 0)):
+        steps, period = state.steps, self.command_period
+        for row in np.flatnonzero((steps % period == 0) | (steps % PUSH_PERIOD == 0)):
             rng = rngs[row]
-            if steps[row] % COMMAND_PERIOD == 0:
+            if steps[row] % period == 0:
                 sim.userdata[row, :3] = draw_command(rng)
             if steps[row] % PUSH_PERIOD == 0:
                 angle = rng.uniform(0.0, 2.0 * np.pi)  # drawn even when push_accel is 0: the stream stays

@@ -147,6 +147,25 @@ def test_reset_pitch_starts_every_training_episode_tilted_and_only_when_asked():
         assert (np.abs(pitches) <= 0.1).all()
 
 
+def test_command_period_redraws_the_go2_command_that_often_in_training_only():
+    def commands(period: int | None, steps: int) -> list[np.ndarray]:
+        venv = BatchedVecEnv("go2", None, 4, seed=0, command_period=period)
+        venv.reset()
+        seen = []
+        for _ in range(steps):
+            venv.step(np.zeros((4, 12)))
+            seen.append(venv.sim.userdata[:, :3].copy())  # (4, 3) the command in force
+        return seen
+
+    short, task = commands(20, 41), commands(None, 41)
+    assert not np.array_equal(short[18], short[19])  # step 20: a new draw (rows that did not fall)
+    assert np.array_equal(short[19], short[38]) and not np.array_equal(short[38], short[39])
+    assert all(np.array_equal(task[0], c) for c in task)  # the task's own: one draw in 500 steps
+    assert gym.make("sim2real/Go2-v0").unwrapped.base.rules.command_period == 500  # others untouched
+    with pytest.raises(ValueError, match=r"hopper.*no resampled command"):
+        make_training_env("hopper", {}, 2, "batch", seed=0, command_period=20)
+
+
 def test_reset_pitch_is_refused_where_there_is_no_planar_pitch_or_no_batch():
     with pytest.raises(ValueError, match=r"go2.*no planar root pitch"):
         make_training_env("go2", {}, 2, "batch", seed=0, reset_pitch=(0.0, 1.0))

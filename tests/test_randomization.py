@@ -267,4 +267,3 @@ def test_widen_stretches_every_range_about_its_nominal_within_the_bounds():
     assert TaskConfig().ranges() == TaskConfig(widen=1.0).ranges()
     with pytest.raises(ConfigError, match=r"task\.widen=0"):
         TaskConfig(widen=0)
-

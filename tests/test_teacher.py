@@ -162,7 +162,8 @@ def test_resume_takes_checkpoints_from_before_a_new_key_but_not_a_changed_range(
     train(make_cfg(tmp_path, *TINY_SAC, "teacher.total_timesteps=20"), tmp_path / "teacher")
     assert "resuming from" in capsys.readouterr().out
     with pytest.raises(UserError, match=r"different config \(task.widen: None -> 1.5\)"):
-        train(make_cfg(tmp_path, *TINY_SAC, "teacher.total_timesteps=30", "task.widen=1.5"), tmp_path / "teacher")
+        cfg = make_cfg(tmp_path, *TINY_SAC, "teacher.total_timesteps=30", "task.widen=1.5")
+        train(cfg, tmp_path / "teacher")
 
 
 def test_unknown_sb3_hyperparameter_is_named():

@@ -37,8 +37,6 @@ from sim2real.errors import UserError
 _FILL = {"f4": float("nan"), "i4": -1, "i8": -1, "bool": False}
 
 
-
-
 def _json(obj: Any) -> Any:
     """Plain JSON types (numpy scalars and paths become numbers and strings)."""
     return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o)))

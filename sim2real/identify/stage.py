@@ -31,9 +31,7 @@ def settings(cfg: Config) -> FitSettings:
                 f"identify: {name!r} is not a physical parameter; these are: {', '.join(physical)}"
             )
     names = tuple(c.parameters) if c.parameters else tuple(n for n in physical if n not in fixed)
-    return FitSettings(
-        names, fixed, c.segment_steps, c.segments, c.max_latency, c.max_iter, c.prior_std
-    )
+    return FitSettings(names, fixed, c.segment_steps, c.segments, c.max_latency, c.max_iter, c.prior_std)
 
 
 def run(cfg: Config) -> None:

@@ -50,6 +50,10 @@ class TeacherConfig:
     # there, so the teacher learns to get up from poses its own runs rarely reach but its student's do
     # (HalfCheetah nose down at ~1.1 rad). Planar batched tasks (hopper, walker2d, halfcheetah); None: off
     reset_pitch: list[float] | None = None
+    # commanded tasks (Go2): control steps between command draws in training only (None: the task's own,
+    # 500 = 10 s, one change per episode); its teacher's falls come 0.3-1 s after a change, so a teacher
+    # can be given more of them. Evaluation, collection and validation keep the task's period
+    command_period: int | None = None
     eval_freq: int = 10_000  # env steps between evaluations under randomization (0: only at the end)
     eval_episodes: int = 10  # per evaluation, on seeds separate from training
     checkpoint_freq: int = 10_000  # env steps between resumable checkpoints (0: only at the end)
@@ -74,6 +78,7 @@ class TeacherConfig:
                 raise checks.ConfigError(f"{p}.reset_pitch={pair} must be [low, high] rad within [-pi, pi]")
             self.reset_pitch = [float(v) for v in pair]
         checks.positive(p, self, ("clip_obs",))
+        checks.at_least(p, self, 1, ("command_period",), optional=True)
         self.ppo.check("teacher.ppo")
         self.sac.check("teacher.sac")
 

@@ -75,7 +75,14 @@ def train(cfg: Config, out: Path) -> TrainResult:
     state = _resume_state(cfg, checkpoints)
     seed = cfg.seed + state.num_timesteps  # a resumed run draws fresh episodes and noise
     venv = make_training_env(
-        cfg.task.name, cfg.task.ranges(), tc.num_envs(), tc.vec_env, seed, tc.action_noise, tc.reset_pitch
+        cfg.task.name,
+        cfg.task.ranges(),
+        tc.num_envs(),
+        tc.vec_env,
+        seed,
+        tc.action_noise,
+        tc.reset_pitch,
+        tc.command_period,
     )
     venv = VecNormalize(
         venv,

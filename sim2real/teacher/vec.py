@@ -69,16 +69,21 @@ def make_training_env(
     seed: int,
     action_noise: float = 0.0,
     reset_pitch: Sequence[float] | None = None,
+    command_period: int | None = None,
 ) -> VecEnv:
     """`n_envs` randomized envs (env i seeded `seed + i`), with episode statistics for SB3's logs;
     `action_noise` > 0 perturbs every executed action (`ActionNoise`); `reset_pitch` starts every
-    episode pitched by U(low, high) rad (batched planar tasks: `BatchedVecEnv`)."""
+    episode pitched by U(low, high) rad (batched planar tasks: `BatchedVecEnv`); `command_period`
+    redraws a commanded task's command that often (batched Go2)."""
     factory = functools.partial(make_privileged_env, task, ranges)
     kind = resolve_vec_kind(kind, n_envs, task)
-    if reset_pitch is not None and kind != "batch":
-        raise ValueError(f"teacher.reset_pitch needs the batched simulation (teacher.vec_env={kind})")
+    for name, value in (("reset_pitch", reset_pitch), ("command_period", command_period)):
+        if value is not None and kind != "batch":
+            raise ValueError(f"teacher.{name} needs the batched simulation (teacher.vec_env={kind})")
     if kind == "batch":
-        venv: VecEnv = BatchedVecEnv(task, ranges, n_envs, reset_pitch=reset_pitch, seed=seed)
+        venv: VecEnv = BatchedVecEnv(
+            task, ranges, n_envs, reset_pitch=reset_pitch, seed=seed, command_period=command_period
+        )
     elif kind == "subproc":
         venv = SubprocVecEnv([factory] * n_envs)
     else:
@@ -159,10 +164,15 @@ class BatchedVecEnv(VecEnv):
         nthread: int = 0,
         reset_pitch: Sequence[float] | None = None,
         seed: int = 0,
+        command_period: int | None = None,
     ):
         self.sim = batched.make(task, n_envs, ranges, nthread=nthread or usable_cores())
         if reset_pitch is not None and not self.sim.can_tilt:
             raise ValueError(f"teacher.reset_pitch: task {task!r} has no planar root pitch to tilt")
+        if command_period is not None:
+            if not hasattr(self.sim, "set_command_period"):
+                raise ValueError(f"teacher.command_period: task {task!r} has no resampled command")
+            self.sim.set_command_period(command_period)
         self.reset_pitch = reset_pitch  # every episode starts pitched by U(low, high) rad (None: as reset)
         self._pitch_rng = np.random.default_rng([seed, 0x917C])  # its own stream: the envs' seeds unchanged
         obs_space = gym.spaces.Box(-np.inf, np.inf, shape=(self.sim.obs_dim,), dtype=np.float32)
