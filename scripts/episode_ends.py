@@ -15,13 +15,11 @@ import collections
 import math
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 from tqdm import tqdm
 
-import envs
-from envs import parameters
 from envs.go2 import COMMAND_PERIOD  # control steps between command draws
+from sim2real.teacher.evaluate import EpisodeEnd, ExpertEvaluator
 from sim2real.teacher.policy import load_teacher
 
 
@@ -34,47 +32,27 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 def run(teacher_dir: Path, episodes: int, seed: int, nominal: bool, batch: int) -> None:
     teacher = load_teacher(teacher_dir)
-    task = teacher.task
-    options = {"dynamics": parameters.nominal(task)} if nominal else None
-    returns, falls = np.zeros(episodes), []
-    bar = tqdm(total=episodes, desc="episodes")
-    for first in range(0, episodes, batch):
-        ids = range(first, min(first + batch, episodes))
-        envs_ = {i: gym.make(envs.env_id(task)) for i in ids}
-        obs, infos = {}, {}
-        for i, env in envs_.items():
-            o, infos[i] = env.reset(seed=seed + i, options=options)
-            obs[i] = o["privileged"]
-        steps = collections.Counter()
-        while envs_:
-            live = list(envs_)
-            actions = teacher.act(np.stack([obs[i] for i in live]))  # (B, Da)
-            for i, action in zip(live, actions, strict=True):
-                o, reward, terminated, truncated, info = envs_[i].step(action)
-                obs[i], steps[i] = o["privileged"], steps[i] + 1
-                returns[i] += reward
-                if terminated:
-                    falls.append((i, steps[i], info.get("falls", ["terminated"]), o["privileged"], info))
-                if terminated or truncated:
-                    envs_.pop(i).close()
-                    bar.update()
-    bar.close()
-    _report(task, returns, falls, episodes, seed)
+    ends: list[EpisodeEnd] = []
+    for first in tqdm(range(0, episodes, batch), desc=f"batches of {batch} episodes"):
+        evaluator = ExpertEvaluator(teacher.task, None, min(batch, episodes - first), seed + first)
+        ends += evaluator.episodes(teacher, nominal)
+        evaluator.close()
+    _report(teacher.task, ends, seed)
 
 
-def _report(task: str, returns: np.ndarray, falls: list, episodes: int, seed: int) -> None:
-    low, high = wilson(len(falls), episodes)
-    print(f"{task}: {episodes} episodes (seeds {seed}+): return {returns.mean():.2f} ± {returns.std():.2f}")
-    rate = len(falls) / episodes
-    print(f"falls {len(falls)}/{episodes} = {rate:.1%} (95% interval {low:.1%} to {high:.1%})")
-    causes = collections.Counter(c for f in falls for c in f[2])
+def _report(task: str, ends: list[EpisodeEnd], seed: int) -> None:
+    returns, falls = np.array([e.ret for e in ends]), [(i, e) for i, e in enumerate(ends) if e.terminated]
+    n, low, high = len(ends), *wilson(len(falls), len(ends))
+    print(f"{task}: {n} episodes (seeds {seed}+): return {returns.mean():.2f} ± {returns.std():.2f}")
+    print(f"falls {len(falls)}/{n} = {len(falls) / n:.1%} (95% interval {low:.1%} to {high:.1%})")
+    causes = collections.Counter(c for _, e in falls for c in e.info.get("falls", ["terminated"]))
     print("causes:", dict(causes.most_common()))
     go2 = task.startswith("go2")
-    for i, step, cause, obs, info in sorted(falls, key=lambda f: f[0]):
-        dyn = {k: round(v, 2) for k, v in info["dynamics"].items()}
-        where = f"step {step}" + (f" ({step % COMMAND_PERIOD} after the command)" if go2 else "")
-        command = f" command {np.round(obs[9:12], 2)}" if go2 else ""
-        print(f"  seed {seed + i}: {where} {cause}{command}\n    {dyn}")
+    for i, e in falls:
+        dyn = {k: round(v, 2) for k, v in e.info["dynamics"].items()}
+        where = f"step {e.steps}" + (f" ({e.steps % COMMAND_PERIOD} after the command)" if go2 else "")
+        command = f" command {np.round(e.privileged[9:12], 2)}" if go2 else ""
+        print(f"  seed {seed + i}: {where} {e.info.get('falls', ['terminated'])}{command}\n    {dyn}")
 
 
 def main() -> None:

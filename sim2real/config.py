@@ -7,12 +7,11 @@ Stage-specific configs live beside their stage (`sim2real/<pkg>/config.py`).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import envs
 from envs.parameters import RandomizationConfig, as_lists, make_ranges, stretch
-from sim2real.checks import ConfigError
+from sim2real import checks
 from sim2real.data.config import CollectConfig, ImportConfig
 from sim2real.deploy.config import DeployConfig
 from sim2real.deploy.dds.mapping import RobotConfig
@@ -37,8 +36,7 @@ class TaskConfig:
     widen: float | None = None
 
     def __post_init__(self) -> None:
-        if self.widen is not None and not (math.isfinite(self.widen) and self.widen > 0):
-            raise ConfigError(f"task.widen={self.widen} must be a positive factor, as 1.5")
+        checks.positive("task", self, ("widen",), optional=True)
 
     def ranges(self) -> dict[str, list[float]]:
         """Every parameter's training range: the ones set here over the task's defaults, stretched by

@@ -6,6 +6,7 @@ returns it reports are those of the artifact other stages load.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -16,32 +17,51 @@ from envs import parameters
 from sim2real.teacher.expert import Expert
 
 
+@dataclass
+class EpisodeEnd:
+    """How one evaluation episode ended: its return and length, and whether the task ended it (a fall),
+    with that step's info (the Go2's `falls`) and privileged observation."""
+
+    ret: float
+    steps: int
+    terminated: bool
+    info: dict[str, Any]
+    privileged: np.ndarray  # (Dp,) after the last step
+
+
 class ExpertEvaluator:
     """`episodes` envs kept open; every call replays the same seeds, so calls compare policies fairly."""
 
-    def __init__(self, task: str, ranges: dict[str, Any], episodes: int, seed: int):
+    def __init__(self, task: str, ranges: dict[str, Any] | None, episodes: int, seed: int):
         self.envs = [gym.make(envs.env_id(task), randomization=ranges) for _ in range(episodes)]
         self.seed, self.task = seed, task
 
     def __call__(self, expert: Expert, nominal: bool = False) -> np.ndarray:
         """Undiscounted return of each episode, (episodes,)."""
+        return np.array([end.ret for end in self.episodes(expert, nominal)])
+
+    def episodes(self, expert: Expert, nominal: bool = False) -> list[EpisodeEnd]:
+        """Every episode to its end, the expert acting on all live ones at once."""
         options = {"dynamics": parameters.nominal(self.task)} if nominal else None
         obs = [
             env.reset(seed=self.seed + i, options=options)[0]["privileged"] for i, env in enumerate(self.envs)
         ]
-        returns = np.zeros(len(self.envs))
+        ends = [EpisodeEnd(0.0, 0, False, {}, o) for o in obs]
         live = list(range(len(self.envs)))
         while live:
             actions = expert.act(np.stack([obs[i] for i in live]))  # (B, Da)
             still = []
             for i, action in zip(live, actions, strict=True):
-                o, reward, terminated, truncated, _ = self.envs[i].step(action)
+                o, reward, terminated, truncated, info = self.envs[i].step(action)
                 obs[i] = o["privileged"]
-                returns[i] += reward
-                if not (terminated or truncated):
+                end = ends[i]
+                end.ret, end.steps = end.ret + reward, end.steps + 1
+                if terminated or truncated:
+                    end.terminated, end.info, end.privileged = bool(terminated), info, obs[i]
+                else:
                     still.append(i)
             live = still
-        return returns
+        return ends
 
     def close(self) -> None:
         for env in self.envs:
