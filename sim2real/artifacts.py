@@ -47,6 +47,11 @@ class RunLayout:
         return self.root / "demos.zarr"
 
     @property
+    def training(self) -> Path:
+        """`teacher.record_episodes`: every episode the teacher trained on (a demo store)."""
+        return self.root / "training.zarr"
+
+    @property
     def student(self) -> Path:
         return self.root / "student"
 

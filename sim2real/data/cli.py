@@ -63,14 +63,27 @@ def summary(store: DemoStore) -> str:
     lines.append(f"action ({spec.action_dim}): {bounds}")
     lines.append("sources:")
     counts = np.bincount(a["episode_source"], minlength=len(store.sources))
-    for s in store.sources:
-        lines.append(f"  [{s['id']}] {counts[s['id']]:>6} episodes  {_describe(s)}")
+    lines += _source_lines(store.sources, counts)
     dyn = a["episode_dynamics"]
     lines.append("dynamics (min .. max over episodes):")
     for k, name in enumerate(spec.dynamics_names):
         col = dyn[:, k][np.isfinite(dyn[:, k])] if len(dyn) else np.zeros(0)
         lines.append(f"  {name:<20} " + (f"{col.min():.4g} .. {col.max():.4g}" if len(col) else "unknown"))
     return "\n".join(lines)
+
+
+def _source_lines(sources: list[Mapping], counts: np.ndarray) -> list[str]:
+    """One line per source; a training run's many commits (`teacher.record_episodes`) in one line."""
+    training = [s for s in sources if s.get("kind") == "training"]
+    others = [s for s in sources if s.get("kind") != "training"]
+    lines = [f"  [{s['id']}] {counts[s['id']]:>6} episodes  {_describe(s)}" for s in others]
+    if training:
+        ids, first, last = [s["id"] for s in training], training[0], training[-1]
+        lines.append(
+            f"  [{ids[0]}..{ids[-1]}] {int(counts[ids].sum()):>6} episodes  training {first.get('algo')}: "
+            f"{len(ids)} commits, steps {first.get('from_step')}..{last.get('step')}"
+        )
+    return lines
 
 
 def _describe(s: Mapping) -> str:

@@ -28,6 +28,17 @@ class FinetuneConfig:
     max_grad_norm: float = 0.5
     # imitation term on the visited states (expert labels, as DAgger): 0 needs no expert at all
     bc_coef: float = 0.0
+    # return-conditioned students (student.rtg=true) are tuned online instead (finetune/online.py): rounds
+    # of `online_episodes` episodes with Gaussian exploration `online_noise` (× the action half-range),
+    # then `online_steps` gradient steps at `online_lr` on the store with the new episodes; `steps` caps
+    # the env steps of all rounds together
+    online_episodes: int = 25
+    online_steps: int = 500
+    online_lr: float = 1e-3
+    online_noise: float = 0.1
+    # ODT's replay: train on the best `online_replay` stored episodes by return, then first-in-first-out
+    # as each round's episodes arrive (None: the whole store and every new episode)
+    online_replay: int | None = None
     # evaluation on the distill stage's own evaluation seeds every N updates; the best student
     # (the distilled one included) is kept
     eval_every: int = 10
@@ -40,7 +51,10 @@ class FinetuneConfig:
         p = "finetune"
         checks.at_least(p, self, 0, ("steps", "critic_warmup", "ent_coef", "bc_coef", "threads"))
         checks.at_least(p, self, 1, ("n_envs", "n_steps", "epochs", "minibatch", "eval_every"))
-        checks.at_least(p, self, 1, ("eval_episodes", "checkpoint_every"))
+        checks.at_least(p, self, 1, ("eval_episodes", "checkpoint_every", "online_episodes", "online_steps"))
+        checks.at_least(p, self, 0, ("online_noise",))
+        checks.at_least(p, self, 2, ("online_replay",), optional=True)
+        checks.positive(p, self, ("online_lr",))
         checks.positive(p, self, ("lr", "critic_lr", "init_std", "clip", "target_kl", "max_grad_norm"))
         checks.in_range(p, self, "gamma", 0.0, 1.0)
         checks.in_range(p, self, "gae_lambda", 0.0, 1.0)

@@ -30,7 +30,7 @@ from sim2real.finetune.ppo import Critic, PPOSettings, RewardScaler, update
 from sim2real.finetune.rollout import EnvRunner
 from sim2real.metrics import MetricLogger
 from sim2real.stages import output_fields
-from sim2real.student.checkpoint import MODEL_FILE, load_student, save_student
+from sim2real.student.checkpoint import CONFIG_FILE, MODEL_FILE, load_student, save_student
 from sim2real.student.rollout import evaluate
 from sim2real.student.train import EVAL_SEED_BASE
 
@@ -47,6 +47,13 @@ def run(cfg: Config) -> None:
     if not (src / MODEL_FILE).is_file():
         raise FileNotFoundError(f"no student at {src}: run `sim2real distill run_dir={layout.root}` first")
     parents = {"student": sha256_file(src / MODEL_FILE)}
+    if json.loads((src / CONFIG_FILE).read_text())["model"].get("rtg"):
+        from sim2real.finetune import online
+
+        s = online.run(cfg, src, layout.finetune, parents)
+        print(f"finetune (online, return-conditioned): student return {s['eval_before']:.1f} -> "
+              f"{s['eval_kept']:.1f} ({s['env_steps']} env steps) -> {layout.finetune}")  # fmt: skip
+        return
     with stage_run(layout.finetune, "finetune", asdict(cfg), cfg.seed, parents) as stage:
         summary = Finetuner(cfg, src, layout.finetune, parents["student"]).fit()
         stage.summary.update(summary)

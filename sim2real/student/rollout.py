@@ -52,11 +52,13 @@ def rollout(
     expert: Expert | None = None,
     beta: float = 0.0,
     rng: np.random.Generator | None = None,
+    noise: float = 0.0,
 ) -> list[Episode]:
     """Run one episode per seed (len(seeds) ≤ len(env_list)) in lockstep.
 
     At every step the expert's action is executed with probability `beta` (needs `expert`), the
     student's otherwise (needs `student` when beta < 1); the expert labels every visited state.
+    `noise`: Gaussian exploration of that std × the action half-range on the student's actions.
     """
     if student is None and beta < 1.0:
         raise ValueError("rollout: a student is needed when beta < 1")
@@ -83,6 +85,8 @@ def rollout(
         if step is not None:
             action, state = step(torch.as_tensor(s_obs, device=device), state)
             act = action.float().cpu().numpy()  # (n, Da)
+            if noise > 0.0:
+                act = act + noise * (high - low) / 2 * rng.standard_normal(act.shape)
             if label is not None and beta > 0.0:
                 use_expert = rng.random(n) < beta  # (n,) β-mixture per step
                 act = np.where(use_expert[:, None], label, act)

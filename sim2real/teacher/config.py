@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sim2real import checks
+from sim2real.stages import EXECUTION_ONLY
 
 
 @dataclass
@@ -55,6 +56,11 @@ class TeacherConfig:
     # The Go2 teacher's falls come 0.3-1 s after a change; 10M more steps at 250 did not lower their rate
     # (3.0% -> 3.5% of 200 episodes, docs/results.md), so it is off by default
     command_period: int | None = None
+    # record every training episode (student and privileged obs, executed actions, rewards, dynamics) in
+    # <run_dir>/training.zarr, tagged by training step: the run's data outlives the agent (teacher/record.py)
+    record_episodes: bool = False
+    # env steps between commits of the recorded episodes (each commit one source entry)
+    record_every: int = field(default=10_000, metadata=EXECUTION_ONLY)
     eval_freq: int = 10_000  # env steps between evaluations under randomization (0: only at the end)
     eval_episodes: int = 10  # per evaluation, on seeds separate from training
     checkpoint_freq: int = 10_000  # env steps between resumable checkpoints (0: only at the end)
@@ -72,7 +78,7 @@ class TeacherConfig:
         checks.at_least(p, self, 1, ("total_timesteps", "n_envs"), optional=True)
         nonnegative = ("eval_freq", "checkpoint_freq", "torch_threads", "action_noise", "obs_noise")
         checks.at_least(p, self, 0, nonnegative)
-        checks.at_least(p, self, 1, ("eval_episodes",))
+        checks.at_least(p, self, 1, ("eval_episodes", "record_every"))
         if self.reset_pitch is not None:
             pair = list(self.reset_pitch)
             if len(pair) != 2 or not -math.pi <= float(pair[0]) <= float(pair[1]) <= math.pi:

@@ -31,6 +31,7 @@ from sim2real.teacher.checkpoint import Checkpoints, TrainState
 from sim2real.teacher.evaluate import ExpertEvaluator
 from sim2real.teacher.hyperparams import TRAINABLE, sb3_kwargs
 from sim2real.teacher.policy import FORMAT, INFO, MODEL, NORMALIZER, load_teacher
+from sim2real.teacher.record import RecordEpisodes
 from sim2real.teacher.vec import ObsNoise, make_training_env
 
 EVAL_SEED_OFFSET = 1_000_000  # evaluation episodes never share seeds with training envs
@@ -83,6 +84,7 @@ def train(cfg: Config, out: Path) -> TrainResult:
         tc.action_noise,
         tc.reset_pitch,
         tc.command_period,
+        tc.record_episodes,
     )
     venv = VecNormalize(
         venv,
@@ -99,8 +101,11 @@ def train(cfg: Config, out: Path) -> TrainResult:
     try:
         model = _model(cfg, kwargs, venv, policy_env, checkpoints, state)
         model.set_logger(Logger(None, [MetricWriter(metrics, tc.algo)]))
-        steps_per_s = _learn(cfg, model, evaluator, checkpoints, state)
+        recorder = _recorder(cfg, state)
+        steps_per_s = _learn(cfg, model, evaluator, checkpoints, state, recorder)
         summary = _publish(cfg, out, checkpoints, state, evaluator, metrics)
+        if recorder is not None:
+            summary["recorded"] = {"path": str(recorder.path), "episodes": recorder.episodes}
         return TrainResult({**summary, "steps_per_second": steps_per_s}, model, venv)
     finally:
         venv.close()
@@ -196,8 +201,24 @@ def _model(
         raise UserError(f"teacher.{cfg.teacher.algo}.hyperparams: SB3 refused them: {e}") from e
 
 
+def _recorder(cfg: Config, state: TrainState) -> RecordEpisodes | None:
+    """`teacher.record_episodes`: the callback that keeps the run's episodes (a resumed run appends)."""
+    if not cfg.teacher.record_episodes:
+        return None
+    from sim2real.data.rollout import task_spec
+
+    spec = task_spec(cfg.task.name, cfg.task.ranges())
+    path = RunLayout(cfg.run_dir).training
+    return RecordEpisodes(path, spec, cfg.teacher.algo, cfg.teacher.record_every, state.num_timesteps == 0)
+
+
 def _learn(
-    cfg: Config, model: BaseAlgorithm, evaluator: ExpertEvaluator, checkpoints: Checkpoints, state: TrainState
+    cfg: Config,
+    model: BaseAlgorithm,
+    evaluator: ExpertEvaluator,
+    checkpoints: Checkpoints,
+    state: TrainState,
+    recorder: RecordEpisodes | None = None,
 ) -> float | None:
     """Learn to the budget; env steps per wall second of this call (evaluations and checkpoints included)."""
     tc = cfg.teacher
@@ -209,14 +230,15 @@ def _learn(
     evals = EvalAndCheckpoint(
         evaluator, checkpoints, state, tc.eval_freq, tc.checkpoint_freq, tc.save_replay_buffer, progress
     )
+    callbacks = [evals, progress, *([recorder] if recorder is not None else [])]
     start = time.perf_counter()
     try:
-        model.learn(
-            remaining, callback=CallbackList([evals, progress]), reset_num_timesteps=model.num_timesteps == 0
-        )
+        model.learn(remaining, callback=CallbackList(callbacks), reset_num_timesteps=model.num_timesteps == 0)
         return (model.num_timesteps - start_step) / (time.perf_counter() - start)
     except KeyboardInterrupt:
         evals.save_last()
+        if recorder is not None:
+            recorder.close()  # the episodes up to the interrupt stay recorded
         raise SystemExit(
             f"train-teacher: interrupted at step {model.num_timesteps}; checkpoint saved, "
             "rerun the same command to resume"

@@ -38,19 +38,28 @@ class SelectObs(gym.ObservationWrapper):
         return observation[self.key]
 
 
-def make_privileged_env(task: str, ranges: dict[str, Any]) -> gym.Env:
-    return SelectObs(gym.make(envs.env_id(task), randomization=ranges), "privileged")
+def make_privileged_env(task: str, ranges: dict[str, Any], record: bool = False) -> gym.Env:
+    """The task's env showing the teacher its privileged observation; `record`: each finished episode
+    (all of its observations) rides in the step's info (`teacher.record.EpisodeRecorder`)."""
+    env = gym.make(envs.env_id(task), randomization=ranges)
+    if record:
+        from sim2real.teacher.record import EpisodeRecorder
+
+        env = EpisodeRecorder(env)
+    return SelectObs(env, "privileged")
 
 
 def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def resolve_vec_kind(kind: str, n_envs: int, task: str) -> str:
+def resolve_vec_kind(kind: str, n_envs: int, task: str, record: bool = False) -> str:
+    """`auto`: batched where the task has batched rules (and episodes are not recorded: the batch builds
+    no student observation), else worker processes where cores allow, else one process."""
     if kind not in VEC_KINDS:
         raise ValueError(f"teacher.vec_env={kind!r}: expected one of {', '.join(VEC_KINDS)}")
     if kind == "auto":
-        if batched.supports(task):
+        if batched.supports(task) and not record:
             return "batch"
         return "subproc" if n_envs > 1 and usable_cores() >= SUBPROC_MIN_CORES else "dummy"
     if kind == "batch" and not batched.supports(task):
@@ -70,13 +79,21 @@ def make_training_env(
     action_noise: float = 0.0,
     reset_pitch: Sequence[float] | None = None,
     command_period: int | None = None,
+    record: bool = False,
 ) -> VecEnv:
     """`n_envs` randomized envs (env i seeded `seed + i`), with episode statistics for SB3's logs;
     `action_noise` > 0 perturbs every executed action (`ActionNoise`); `reset_pitch` starts every
     episode pitched by U(low, high) rad (batched planar tasks: `BatchedVecEnv`); `command_period`
-    redraws a commanded task's command that often (batched Go2)."""
-    factory = functools.partial(make_privileged_env, task, ranges)
-    kind = resolve_vec_kind(kind, n_envs, task)
+    redraws a commanded task's command that often (batched Go2); `record` hands every finished episode
+    out in its info (`teacher.record`; Gymnasium envs only: the batched simulation builds no student
+    observation)."""
+    factory = functools.partial(make_privileged_env, task, ranges, record)
+    kind = resolve_vec_kind(kind, n_envs, task, record)
+    if record and kind == "batch":
+        raise ValueError(
+            "teacher.record_episodes needs teacher.vec_env=dummy or subproc: the batched simulation "
+            "builds no student observation"
+        )
     for name, value in (("reset_pitch", reset_pitch), ("command_period", command_period)):
         if value is not None and kind != "batch":
             raise ValueError(f"teacher.{name} needs the batched simulation (teacher.vec_env={kind})")
