@@ -10,6 +10,7 @@ from test_teacher import TINY_SAC, make_cfg
 
 import envs
 from sim2real.artifacts import RunLayout
+from sim2real.data.cli import summary as summary_of
 from sim2real.data.store import DemoStore
 from sim2real.teacher.train import train
 from sim2real.teacher.vec import make_training_env, resolve_vec_kind
@@ -44,6 +45,10 @@ def test_recorded_training_episodes_carry_their_step_and_source(tmp_path):
     assert np.abs(arrays["action"]).max() <= 1.0
     np.testing.assert_allclose(arrays["episode_return"], arrays["reward"].reshape(4, 200).sum(1), rtol=1e-5)
     assert spec.task == "pendulum" and np.isfinite(arrays["episode_dynamics"]).all()
+    with DemoStore.open(RunLayout(tmp_path).training) as store:
+        info = summary_of(store)  # `sim2real data info`: one line for the run's commits
+    first, last = tags[0]["from_step"], tags[-1]["step"]
+    assert f"4 episodes  training ppo: {len(sources)} commits, steps {first}..{last}" in info
 
 
 def test_a_recorded_episode_replays_exactly_from_its_seed_and_actions(tmp_path):
