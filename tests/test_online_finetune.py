@@ -66,3 +66,19 @@ def test_online_finetune_with_other_student_settings_names_them(tmp_path):
     cfg.student.n_embd = 32
     with pytest.raises(UserError, match=r"other student\.\* settings"):
         finetune(cfg)
+
+
+def test_method_online_refuses_a_plain_student_and_ppo_tunes_a_return_conditioned_one(tmp_path):
+    cfg, _ = distilled(tmp_path / "plain")
+    cfg.finetune = FinetuneConfig(**ROUNDS_OF_2, method="online")
+    with pytest.raises(UserError, match=r"finetune\.method=online needs a return-conditioned student"):
+        finetune(cfg)
+    cfg, _ = distilled(tmp_path / "rtg", "student.rtg=true")
+    cfg.finetune = FinetuneConfig(
+        method="ppo", steps=2 * 4 * 32, n_envs=4, n_steps=32, epochs=1, minibatch=64, critic_warmup=0,
+        eval_every=1, eval_episodes=1,
+    )  # fmt: skip
+    finetune(cfg)
+    summary = json.loads((tmp_path / "rtg" / "run" / "finetune" / "manifest.json").read_text())["summary"]
+    assert summary["updates"] == 2 and "dagger_rounds" not in summary  # PPO, not online rounds
+    assert load_student(tmp_path / "rtg" / "run" / "finetune").cfg.rtg

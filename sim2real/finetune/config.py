@@ -28,7 +28,9 @@ class FinetuneConfig:
     max_grad_norm: float = 0.5
     # imitation term on the visited states (expert labels, as DAgger): 0 needs no expert at all
     bc_coef: float = 0.0
-    # return-conditioned students (student.rtg=true) are tuned online instead (finetune/online.py): rounds
+    # auto: online for a return-conditioned student (student.rtg=true), PPO otherwise; ppo | online force one
+    method: str = "auto"
+    # online (finetune/online.py, ODT style; return-conditioned students only): rounds
     # of `online_episodes` episodes with Gaussian exploration `online_noise` (× the action half-range),
     # then `online_steps` gradient steps at `online_lr` on the store with the new episodes; `steps` caps
     # the env steps of all rounds together
@@ -49,6 +51,7 @@ class FinetuneConfig:
 
     def __post_init__(self) -> None:
         p = "finetune"
+        checks.one_of(p, self, "method", ("auto", "ppo", "online"))
         checks.at_least(p, self, 0, ("steps", "critic_warmup", "ent_coef", "bc_coef", "threads"))
         checks.at_least(p, self, 1, ("n_envs", "n_steps", "epochs", "minibatch", "eval_every"))
         checks.at_least(p, self, 1, ("eval_episodes", "checkpoint_every", "online_episodes", "online_steps"))

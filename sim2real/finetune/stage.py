@@ -1,5 +1,8 @@
 """`sim2real finetune`: PPO on the distilled student in the randomized simulator; writes <run_dir>/finetune/.
 
+A return-conditioned student goes to `finetune/online.py` instead unless `finetune.method=ppo` (PPO then
+tunes it at its constant deployment return target, as it is exported).
+
 Reads `<run_dir>/student/` (and the expert only when `finetune.bc_coef > 0`); writes a student checkpoint
 in the same format (`model.safetensors`, `config.json`) beside `manifest.json` and metrics, so `export`
 takes it as it takes a distilled one. Progress is saved every `finetune.checkpoint_every` updates and a
@@ -47,7 +50,12 @@ def run(cfg: Config) -> None:
     if not (src / MODEL_FILE).is_file():
         raise FileNotFoundError(f"no student at {src}: run `sim2real distill run_dir={layout.root}` first")
     parents = {"student": sha256_file(src / MODEL_FILE)}
-    if json.loads((src / CONFIG_FILE).read_text())["model"].get("rtg"):
+    rtg = bool(json.loads((src / CONFIG_FILE).read_text())["model"].get("rtg"))
+    if fc.method == "online" and not rtg:
+        raise UserError(
+            f"finetune.method=online needs a return-conditioned student (student.rtg); {src} is not"
+        )
+    if fc.method == "online" or (fc.method == "auto" and rtg):
         from sim2real.finetune import online
 
         s = online.run(cfg, src, layout.finetune, parents)
@@ -75,10 +83,6 @@ class Finetuner:
         self.student = load_student(src).train()
         if self.student.cfg.arch != "transformer":
             raise UserError(f"finetune needs a transformer student; {src} holds arch={self.student.cfg.arch}")
-        if self.student.cfg.rtg:
-            raise UserError(
-                f"finetune: {src} is return-conditioned (student.rtg=true); PPO tunes plain students"
-            )
         self.expert = self._expert()
         ranges = cfg.task.ranges()
         env_list = [gym.make(envs.env_id(cfg.task.name), randomization=ranges) for _ in range(self.fc.n_envs)]
