@@ -31,7 +31,7 @@ import numpy as np
 
 import envs
 from envs import parameters as dr
-from sim2real.artifacts import RunLayout
+from sim2real.artifacts import RunLayout, read_manifest
 from sim2real.data.rollout import VectorRollout, make_vector_env, task_spec
 from sim2real.data.store import DemoStore
 from sim2real.teacher.config import ExpertConfig
@@ -96,31 +96,41 @@ def train(store: Path, run_dir: Path, task: str, seed: int, extra: list[str]) ->
     if (RunLayout(run_dir).export / "policy.onnx").exists():
         return
     base = [sys.executable, "-m", "sim2real"]
-    common = [f"task={task}", f"run_dir={run_dir}", f"seed={seed}", "logger=none"]
-    with open(run_dir.with_suffix(".log"), "w") as log:  # concurrent trainings: one log each
-        for cmd in (["distill", f"data={store}", *extra], ["export"]):
+    # finetune.steps=0: export takes the distilled student (a task's recipe may turn fine-tuning on)
+    common = [f"task={task}", f"run_dir={run_dir}", f"seed={seed}", "logger=none", "finetune.steps=0"]
+    done = (read_manifest(RunLayout(run_dir).student) or {}).get("status") == "finished"
+    stages = [] if done else [["distill", f"data={store}", *extra]]
+    with open(run_dir.with_suffix(".log"), "a") as log:  # concurrent trainings: one log each
+        for cmd in [*stages, ["export"]]:
             subprocess.run(
                 [*base, cmd[0], *common, *cmd[1:]], check=True, stdout=log, stderr=subprocess.STDOUT
             )
     print(f"trained {run_dir} ({' '.join(extra)})", flush=True)
 
 
-def finetune(rvs: Path, run_dir: Path, store: Path, task: str, seed: int, steps: int) -> None:
-    """The RvS student fine-tuned online (`sim2real finetune`, no expert) on a copy of the store."""
+def finetune(
+    rvs: Path, run_dir: Path, store: Path, task: str, seed: int, method: str, steps: int, extra: list[str]
+) -> None:
+    """The RvS student fine-tuned (`sim2real finetune`, no expert): online rounds appended to a copy of
+    the store, or PPO at its deployment return target; `extra`: the distill overrides (online rounds
+    train with distill's settings, e.g. its threads)."""
     if (RunLayout(run_dir).export / "policy.onnx").exists():
         return
     shutil.rmtree(run_dir, ignore_errors=True)
     shutil.copytree(RunLayout(rvs).student, RunLayout(run_dir).student)
-    shutil.copytree(store, run_dir / "data.zarr")
+    data = []
+    if method == "online":
+        shutil.copytree(store, run_dir / "data.zarr")
+        data = [f"data={run_dir / 'data.zarr'}"]
     base = [sys.executable, "-m", "sim2real"]
     common = [f"task={task}", f"run_dir={run_dir}", f"seed={seed}", "logger=none", "student.rtg=true",
-              f"finetune.steps={steps}"]  # fmt: skip
+              f"finetune.steps={steps}", f"finetune.method={method}", *extra]  # fmt: skip
     with open(run_dir.with_suffix(".log"), "w") as log:
-        for cmd in (["finetune", f"data={run_dir / 'data.zarr'}"], ["export"]):
+        for cmd in (["finetune", *data], ["export"]):
             subprocess.run(
                 [*base, cmd[0], *common, *cmd[1:]], check=True, stdout=log, stderr=subprocess.STDOUT
             )
-    print(f"fine-tuned {run_dir} ({steps} env steps)", flush=True)
+    print(f"fine-tuned {run_dir} ({method}, {steps} env steps)", flush=True)
 
 
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
@@ -153,6 +163,8 @@ def parse() -> argparse.Namespace:
     )
     ap.add_argument("--finetune", type=int, default=FINETUNE_STEPS, help="env steps of online fine-tuning "
                     "of the RvS student (0: no such row)")  # fmt: skip
+    ap.add_argument("--ppo", type=int, default=0, help="env steps of PPO fine-tuning of the RvS student "
+                    "(finetune.method=ppo; 0: no such row)")  # fmt: skip
     ap.add_argument("--jobs", type=int, default=2, help="trainings at once (each uses one core)")
     return ap.parse_args()
 
@@ -176,12 +188,14 @@ def main() -> None:
         ]
         for job in jobs:
             job.result()
-        if args.finetune:
-            name = f"RvS + online, {args.finetune // 1000}k steps"
-            rvs = next(n for n in METHODS if n.startswith("RvS"))
-            runs |= {(name, seed): out / f"RvS_online_s{seed}" for seed in args.seeds}
-            jobs = [pool.submit(finetune, runs[rvs, seed], runs[name, seed], store, args.task, seed,
-                                args.finetune) for seed in args.seeds]  # fmt: skip
+        rvs = next(n for n in METHODS if n.startswith("RvS"))
+        for method, steps in (("online", args.finetune), ("ppo", args.ppo)):
+            if not steps:
+                continue
+            name = f"RvS + {method}, {steps // 1000}k steps"
+            runs |= {(name, seed): out / f"RvS_{method}_s{seed}" for seed in args.seeds}
+            jobs = [pool.submit(finetune, runs[rvs, seed], runs[name, seed], store, args.task, seed, method,
+                                steps, extra) for seed in args.seeds]  # fmt: skip
             for job in jobs:
                 job.result()
 

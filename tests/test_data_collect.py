@@ -118,3 +118,27 @@ def test_collection_killed_with_sigkill_resumes_to_target(tmp_path):
     for k in ("episode_ends", "episode_seed", "episode_return", "episode_dynamics"):
         np.testing.assert_array_equal(after[k][:e], before[k])
     assert len(set(after["episode_seed"].tolist())) == 60
+
+
+class _Flail:
+    """A random Hopper controller: episodes end by falling, at uneven lengths."""
+
+    name = "flail"
+
+    def __init__(self):
+        self.rng = np.random.default_rng(0)
+
+    def act(self, privileged_obs: np.ndarray) -> np.ndarray:
+        return self.rng.uniform(-1, 1, (len(privileged_obs), 3)).astype(np.float32)
+
+
+def test_a_finite_attempt_stream_of_uneven_episodes_runs_to_its_end():
+    """Envs left without an attempt keep stepping in lockstep; when their throwaway episode ends they are
+    reset too (autoreset is off), so the others finish their episodes."""
+    from sim2real.data.rollout import VectorRollout, make_vector_env
+
+    venv = make_vector_env("hopper", {}, 8)  # 8 envs, 2 attempts: six idle from the start
+    got = list(VectorRollout(venv, _Flail()).episodes(iter(enumerate(range(100, 102)))))
+    venv.close()
+    assert sorted(a for a, _ in got) == [0, 1]
+    assert all(ep.seed == 100 + a for a, ep in got)

@@ -100,23 +100,26 @@ class VectorRollout:
             buf.reward[rows, t] = reward
             t += 1
             self.steps += int(active.sum())
-            done = (term | trunc) & active
+            ended = term | trunc
+            done = ended & active
             for i in np.flatnonzero(done):
                 yield int(attempt[i]), self._episode(buf, i, int(t[i]), int(seed[i]), dyn[i], bool(term[i]))
-            if done.any():
+            if ended.any():  # an idle env stepped along to its episode's end is reset too (autoreset is off)
                 t[done] = 0
-                obs = self._reset(done, attempts, attempt, seed, dyn, rngs)
+                obs = self._reset(done, attempts, attempt, seed, dyn, rngs, idle=ended & ~active)
                 active = attempt >= 0
 
-    def _reset(self, mask, attempts, attempt, seed, dyn, rngs) -> dict[str, np.ndarray]:
-        """Reset the envs in `mask` with the next seeds; an env with no attempt left goes idle."""
+    def _reset(self, mask, attempts, attempt, seed, dyn, rngs, idle=None) -> dict[str, np.ndarray]:
+        """Reset the envs in `mask` with the next seeds; an env with no attempt left goes idle. Idle envs
+        in `idle` (their throwaway episode ended) are reset unseeded, drawing no attempt."""
         seeds: list[int | None] = [None] * self.n
         for i in np.flatnonzero(mask):
             nxt = next(attempts, None)
             attempt[i], seed[i] = nxt if nxt is not None else (-1, -1)
             seeds[i] = None if nxt is None else int(seed[i])
             rngs[i] = None if nxt is None else np.random.default_rng([int(seed[i]), 1])
-        obs, info = self.venv.reset(seed=seeds, options={"reset_mask": np.asarray(mask, bool)})
+        which = np.asarray(mask, bool) | (np.zeros(self.n, bool) if idle is None else np.asarray(idle, bool))
+        obs, info = self.venv.reset(seed=seeds, options={"reset_mask": which})
         got = info.get("dynamics", {})
         for k, name in enumerate(self.dynamics_names):
             if name in got:
