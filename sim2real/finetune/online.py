@@ -5,24 +5,27 @@ with Gaussian noise on its actions; the episodes are appended to the store tagge
 "round"}` (stored episodes are never changed), labelled in hindsight with the return they achieved
 (`student.episodes.return_conditioned`: the executed action is the label, the achieved return the
 condition), and training continues on the aggregate, as DAgger rounds do but with no expert. The return
-target then follows the data: `student.rtg_quantile` of the training episodes' returns, so a student
-whose own episodes improve asks itself for more. The best student on the distill stage's evaluation
-seeds (the distilled one included) is kept.
+target then follows the data: `student.rtg_quantile` of the training episodes' returns (never lowered),
+so a student whose own episodes improve asks itself for more. The best student on the distill stage's
+evaluation seeds (the distilled one included) is kept.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 
-from sim2real.artifacts import write_json_atomic
+import envs
+from sim2real.artifacts import RunLayout, sha256_file, stage_run, write_json_atomic
 from sim2real.config import Config
-from sim2real.data.store import DemoStore
+from sim2real.data.store import DemoStore, exists, stored_path
 from sim2real.errors import UserError
 from sim2real.student import checkpoint as ckpt
 from sim2real.student.dagger import round_seeds
@@ -36,14 +39,6 @@ BEST_FILE, BEST_JSON = "best_" + ckpt.MODEL_FILE, "best.json"
 def run(cfg: Config, student_dir: Path, out: Path, parents: dict[str, str]) -> dict[str, Any]:
     """`sim2real finetune` for a return-conditioned student: rounds appended to `data=` (default the
     run's demos.zarr), the kept student written to `out` as a distilled one is."""
-    from dataclasses import asdict
-
-    import gymnasium as gym
-
-    import envs
-    from sim2real.artifacts import RunLayout, sha256_file, stage_run
-    from sim2real.data.store import exists, stored_path
-
     data = stored_path(cfg.data) if cfg.data else RunLayout(cfg.run_dir).demos
     if not exists(data):
         raise FileNotFoundError(f"no demonstration store at {data}: online fine-tuning appends to the "
