@@ -193,7 +193,7 @@ def main() -> None:
             if not steps:
                 continue
             name = f"RvS + {method}, {steps // 1000}k steps"
-            runs |= {(name, seed): out / f"RvS_{method}_s{seed}" for seed in args.seeds}
+            runs |= {(name, seed): out / f"RvS_{method}_{steps // 1000}k_s{seed}" for seed in args.seeds}
             jobs = [pool.submit(finetune, runs[rvs, seed], runs[name, seed], store, args.task, seed, method,
                                 steps, extra) for seed in args.seeds]  # fmt: skip
             for job in jobs:
