@@ -92,19 +92,23 @@ def make_store(path: Path, task: str, expert, per_level: int, n_envs: int) -> No
     venv.close()
 
 
+def sim2real(run_dir: Path, stages: list[list[str]], common: list[str]) -> None:
+    """`sim2real <stage> <common> <stage's own>` for each stage, into `<run_dir>.log` (one log per run:
+    trainings run concurrently)."""
+    with open(run_dir.with_suffix(".log"), "a") as log:
+        for stage, *own in stages:
+            cmd = [sys.executable, "-m", "sim2real", stage, *common, *own]
+            subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT)
+
+
 def train(store: Path, run_dir: Path, task: str, seed: int, extra: list[str]) -> None:
     if (RunLayout(run_dir).export / "policy.onnx").exists():
         return
-    base = [sys.executable, "-m", "sim2real"]
     # finetune.steps=0: export takes the distilled student (a task's recipe may turn fine-tuning on)
     common = [f"task={task}", f"run_dir={run_dir}", f"seed={seed}", "logger=none", "finetune.steps=0"]
     done = (read_manifest(RunLayout(run_dir).student) or {}).get("status") == "finished"
     stages = [] if done else [["distill", f"data={store}", *extra]]
-    with open(run_dir.with_suffix(".log"), "a") as log:  # concurrent trainings: one log each
-        for cmd in [*stages, ["export"]]:
-            subprocess.run(
-                [*base, cmd[0], *common, *cmd[1:]], check=True, stdout=log, stderr=subprocess.STDOUT
-            )
+    sim2real(run_dir, [*stages, ["export"]], common)
     print(f"trained {run_dir} ({' '.join(extra)})", flush=True)
 
 
@@ -122,14 +126,9 @@ def finetune(
     if method == "online":
         shutil.copytree(store, run_dir / "data.zarr")
         data = [f"data={run_dir / 'data.zarr'}"]
-    base = [sys.executable, "-m", "sim2real"]
     common = [f"task={task}", f"run_dir={run_dir}", f"seed={seed}", "logger=none", "student.rtg=true",
               f"finetune.steps={steps}", f"finetune.method={method}", *extra]  # fmt: skip
-    with open(run_dir.with_suffix(".log"), "w") as log:
-        for cmd in (["finetune", *data], ["export"]):
-            subprocess.run(
-                [*base, cmd[0], *common, *cmd[1:]], check=True, stdout=log, stderr=subprocess.STDOUT
-            )
+    sim2real(run_dir, [["finetune", *data], ["export"]], common)
     print(f"fine-tuned {run_dir} ({method}, {steps} env steps)", flush=True)
 
 

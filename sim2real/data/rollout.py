@@ -118,7 +118,7 @@ class VectorRollout:
             attempt[i], seed[i] = nxt if nxt is not None else (-1, -1)
             seeds[i] = None if nxt is None else int(seed[i])
             rngs[i] = None if nxt is None else np.random.default_rng([int(seed[i]), 1])
-        which = np.asarray(mask, bool) | (np.zeros(self.n, bool) if idle is None else np.asarray(idle, bool))
+        which = np.asarray(mask, bool) if idle is None else np.asarray(mask, bool) | idle
         obs, info = self.venv.reset(seed=seeds, options={"reset_mask": which})
         got = info.get("dynamics", {})
         for k, name in enumerate(self.dynamics_names):

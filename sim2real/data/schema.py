@@ -217,6 +217,26 @@ class Episode:
         return {k: getattr(self, k) for k in DATA_ARRAYS}
 
 
+@dataclass
+class EpisodeTrace:
+    """One episode being recorded, step by step (lists, appended per step); `episode()` at its end."""
+
+    seed: int
+    dynamics: dict[str, float] = field(default_factory=dict)  # the env's info["dynamics"]
+    rows: dict[str, list] = field(default_factory=lambda: {k: [] for k in DATA_ARRAYS})
+    terminated: bool = False
+
+    def add(self, *values) -> None:
+        """One step: student_obs, privileged_obs, action, expert_action, reward (DATA_ARRAYS order)."""
+        for k, v in zip(DATA_ARRAYS, values, strict=True):
+            self.rows[k].append(v)
+
+    def episode(self) -> Episode:
+        arrays = {k: np.asarray(v, np.float32) for k, v in self.rows.items()}
+        dyn = np.array(list(self.dynamics.values()), np.float32)  # the env's dynamics_names order
+        return Episode(**arrays, seed=self.seed, dynamics=dyn, terminated=self.terminated)
+
+
 def episodes_of(arrays: Mapping[str, np.ndarray]) -> list[Episode]:
     """The episodes of loaded arrays, with their seeds, dynamics and terminal flags."""
     ends = arrays["episode_ends"]

@@ -20,7 +20,6 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import torch
 
 import envs
 from sim2real.artifacts import RunLayout, sha256_file, stage_run, write_json_atomic
@@ -29,7 +28,7 @@ from sim2real.data.store import DemoStore, exists, stored_path
 from sim2real.errors import UserError
 from sim2real.student import checkpoint as ckpt
 from sim2real.student.dagger import round_seeds
-from sim2real.student.rollout import make_envs, rollout
+from sim2real.student.rollout import rollout_seeds
 from sim2real.student.train import Trainer
 
 SOURCE_KIND = "online"
@@ -113,20 +112,11 @@ class OnlineTrainer(Trainer):
                   f"{self.noise}); return target now {target:.1f}")  # fmt: skip
         self.checkpoint()
 
-    @torch.no_grad()
     def _explore(self, r: int) -> list:
         seeds = round_seeds(self.cfg.seed, 1000 + r, self.dc.dagger_episodes)  # apart from DAgger's rounds
-        env_list = make_envs(self.cfg.task.name, self.cfg.task.ranges(), min(25, len(seeds)))
         rng = np.random.default_rng([self.cfg.seed, r, 0x0D7])
-        episodes = []
-        try:
-            for i in range(0, len(seeds), len(env_list)):
-                chunk = seeds[i : i + len(env_list)]
-                episodes += rollout(env_list, chunk, self.model, rng=rng, noise=self.noise)
-        finally:
-            for env in env_list:
-                env.close()
-        return episodes
+        task, ranges = self.cfg.task.name, self.cfg.task.ranges()
+        return rollout_seeds(task, ranges, seeds, self.model, rng=rng, noise=self.noise)
 
     def _source(self, r: int) -> dict[str, Any]:
         target = float(self.model.normalizer.rtg_target)

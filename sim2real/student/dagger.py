@@ -18,7 +18,7 @@ from sim2real.config import Config
 from sim2real.data.store import DemoStore
 from sim2real.errors import UserError
 from sim2real.student.config import DistillConfig
-from sim2real.student.rollout import make_envs, rollout
+from sim2real.student.rollout import rollout_seeds
 from sim2real.teacher.expert import Expert
 
 SOURCE_KIND = "dagger"
@@ -54,15 +54,8 @@ def collect_round(model: nn.Module, expert: Expert, cfg: Config, store: Path, r:
     dc = cfg.distill
     beta = beta_for_round(dc, r)
     seeds = round_seeds(cfg.seed, r, dc.dagger_episodes)
-    env_list = make_envs(cfg.task.name, cfg.task.ranges(), min(25, len(seeds)))
     rng = np.random.default_rng([cfg.seed, r])
-    episodes = []
-    try:
-        for start in range(0, len(seeds), len(env_list)):
-            episodes += rollout(env_list, seeds[start : start + len(env_list)], model, expert, beta, rng)
-    finally:
-        for env in env_list:
-            env.close()
+    episodes = rollout_seeds(cfg.task.name, cfg.task.ranges(), seeds, model, expert, beta, rng)
     source = {"kind": SOURCE_KIND, "round": r, "beta": beta, "expert": expert.name, "seed": cfg.seed}
     with DemoStore.open(store, "a") as demos:
         demos.append_episodes(episodes, source=source)

@@ -7,7 +7,6 @@ measured here are those of the deployed recurrence, not of a training-time appro
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
@@ -16,28 +15,8 @@ import torch
 from torch import nn
 
 import envs  # registers the tasks
-from sim2real.data.schema import DATA_ARRAYS, Episode
+from sim2real.data.schema import Episode, EpisodeTrace
 from sim2real.teacher.expert import Expert
-
-
-@dataclass
-class _Trace:
-    """One episode being recorded (lists, appended per step)."""
-
-    seed: int
-    dynamics: dict[str, float] = field(default_factory=dict)
-    rows: dict[str, list] = field(default_factory=lambda: {k: [] for k in DATA_ARRAYS})
-    terminated: bool = False
-
-    def add(self, *values) -> None:
-        """One step: student_obs, privileged_obs, action, expert_action, reward (DATA_ARRAYS order)."""
-        for k, v in zip(DATA_ARRAYS, values, strict=True):
-            self.rows[k].append(v)
-
-    def episode(self) -> Episode:
-        arrays = {k: np.asarray(v, np.float32) for k, v in self.rows.items()}
-        dyn = np.array(list(self.dynamics.values()), np.float32)  # the env's dynamics_names order
-        return Episode(**arrays, seed=self.seed, dynamics=dyn, terminated=self.terminated)
 
 
 def make_envs(task: str, ranges: dict[str, Any] | None, n: int) -> list[gym.Env]:
@@ -68,7 +47,7 @@ def rollout(
     n = len(seeds)
     env_list = env_list[:n]
     low, high = env_list[0].action_space.low, env_list[0].action_space.high  # (Da,) each
-    eps = [_Trace(seed=int(s)) for s in seeds]
+    eps = [EpisodeTrace(seed=int(s)) for s in seeds]
     obs = []
     for env, ep, s in zip(env_list, eps, seeds, strict=True):
         o, info = env.reset(seed=int(s))
@@ -104,6 +83,30 @@ def rollout(
     return [ep.episode() for ep in eps]
 
 
+def rollout_seeds(
+    task: str,
+    ranges: dict[str, Any] | None,
+    seeds: list[int],
+    student: nn.Module | None = None,
+    expert: Expert | None = None,
+    beta: float = 0.0,
+    rng: np.random.Generator | None = None,
+    noise: float = 0.0,
+    n_envs: int = 25,
+) -> list[Episode]:
+    """One episode per seed, `n_envs` at a time in lockstep (`rollout`), in envs made and closed here."""
+    env_list = make_envs(task, ranges, min(n_envs, len(seeds)))
+    try:
+        out: list[Episode] = []
+        for start in range(0, len(seeds), len(env_list)):
+            chunk = seeds[start : start + len(env_list)]
+            out += rollout(env_list, chunk, student, expert, beta, rng, noise)
+        return out
+    finally:
+        for env in env_list:
+            env.close()
+
+
 def evaluate(
     task: str,
     ranges: dict[str, Any] | None,
@@ -113,17 +116,9 @@ def evaluate(
     n_envs: int = 25,
 ) -> np.ndarray:
     """Returns (len(seeds),) of the student (or, without a student, the expert) on these seeds."""
-    env_list = make_envs(task, ranges, min(n_envs, len(seeds)))
     beta = 0.0 if student is not None else 1.0
-    try:
-        out = []
-        for start in range(0, len(seeds), len(env_list)):
-            chunk = seeds[start : start + len(env_list)]
-            out += [ep.ret for ep in rollout(env_list, chunk, student, expert if beta else None, beta)]
-        return np.asarray(out)
-    finally:
-        for env in env_list:
-            env.close()
+    episodes = rollout_seeds(task, ranges, seeds, student, expert if beta else None, beta, n_envs=n_envs)
+    return np.asarray([ep.ret for ep in episodes])
 
 
 def env_matches(task: str, student_names, action_names) -> bool:

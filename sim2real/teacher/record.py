@@ -22,7 +22,7 @@ import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
-from sim2real.data.schema import Episode, StoreSpec
+from sim2real.data.schema import Episode, EpisodeTrace, StoreSpec
 from sim2real.data.store import DemoStore
 
 INFO_KEY = "sim2real_episode"
@@ -32,48 +32,21 @@ SOURCE_KIND = "training"
 class EpisodeRecorder(gym.Wrapper):
     """Records the running episode of a dict-observation task env; `info[INFO_KEY]` at its end."""
 
-    def __init__(self, env: gym.Env):
-        super().__init__(env)
-        self._names = tuple(env.unwrapped.dynamics_names)  # the store's dynamics order
-        self._clear()
-
-    def _clear(self) -> None:
-        self._student: list[np.ndarray] = []
-        self._privileged: list[np.ndarray] = []
-        self._action: list[np.ndarray] = []
-        self._reward: list[float] = []
-
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         obs, info = self.env.reset(seed=seed, options=options)
-        self._clear()
-        self._obs, self._seed = obs, -1 if seed is None else int(seed)
-        dyn = info.get("dynamics", {})
-        self._dynamics = np.array([dyn.get(n, np.nan) for n in self._names], dtype=np.float64)  # (K,)
+        self._obs = obs
+        self._trace = EpisodeTrace(seed=-1 if seed is None else int(seed), dynamics=dict(info["dynamics"]))
         return obs, info
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
-        self._student.append(self._obs["student"])
-        self._privileged.append(self._obs["privileged"])
-        self._action.append(np.asarray(action, dtype=np.float32).reshape(-1))
-        self._reward.append(float(reward))
+        a = np.asarray(action, dtype=np.float32).reshape(-1)  # (Da,) executed
+        self._trace.add(self._obs["student"], self._obs["privileged"], a, np.full_like(a, np.nan), reward)
         self._obs = obs
         if terminated or truncated:
-            info = {**info, INFO_KEY: self._episode(bool(terminated))}
+            self._trace.terminated = bool(terminated)
+            info = {**info, INFO_KEY: self._trace.episode()}
         return obs, reward, terminated, truncated, info
-
-    def _episode(self, terminated: bool) -> Episode:
-        action = np.stack(self._action)  # (T, Da)
-        return Episode(
-            student_obs=np.stack(self._student).astype(np.float32),  # (T, Ds)
-            privileged_obs=np.stack(self._privileged).astype(np.float32),  # (T, Dp)
-            action=action,
-            expert_action=np.full_like(action, np.nan),
-            reward=np.asarray(self._reward, dtype=np.float32),  # (T,)
-            seed=self._seed,
-            dynamics=self._dynamics.copy(),
-            terminated=terminated,
-        )
 
 
 class RecordEpisodes(BaseCallback):
