@@ -26,8 +26,8 @@ import numpy as np
 import zarr
 
 from sim2real.artifacts import RunLayout
+from sim2real.data.schema import joined_ends, joined_sums
 from sim2real.data.store import DemoStore
-from sim2real.deploy.replay import joined_ends
 from sim2real.validate.rollout import PolicySource, run_chunk
 from sim2real.validate.scenarios import Episode
 
@@ -79,7 +79,7 @@ def logged_returns(log: Path) -> np.ndarray:
         segments = np.asarray(store.meta("episode_return"), np.float64)  # (S,)
         ends = store.episode_ends  # (S,)
     episode_ends = joined_ends(zarr.open_group(str(log), mode="r"), ends)  # (E,)
-    return np.bincount(np.searchsorted(episode_ends, ends), weights=segments)  # (E,)
+    return joined_sums(segments, ends, episode_ends)  # (E,)
 
 
 def reference(episodes: int) -> tuple[float, float]:

@@ -203,3 +203,22 @@ def test_replay_of_a_log_with_garbled_metadata_is_one_line_naming_the_file(expor
     assert out.returncode == 2
     (line,) = out.stderr.strip().splitlines()
     assert f"{path / 'zarr.json'}: not valid JSON" in line
+
+
+def test_data_info_counts_an_episode_logged_in_segments_once(export_dir, tmp_path):
+    from sim2real.data.cli import summary
+
+    path = tmp_path / "log.zarr"
+    log = new_log(path, export_dir, commit_s=0.05)
+    for seed in (1, 2):  # two episodes, each committed in pieces while it ran
+        log.begin_episode(seed=seed)
+        for _k in range(60):
+            log.append(student_obs=np.zeros(3, np.float32), action=[0.0], reward=float(seed))
+            time.sleep(0.005)
+        log.end_episode(seed=seed)
+    log.close()
+    store = DemoStore.open(path)
+    assert store.num_episodes > 2  # stored segments
+    text = summary(store)
+    assert f"episodes: 2 ({store.num_episodes} stored segments)" in text
+    assert "length min/mean/max: 60/60.0/60" in text and "return: mean 90  min 60  max 120" in text

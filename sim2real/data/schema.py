@@ -250,3 +250,21 @@ def episodes_of(arrays: Mapping[str, np.ndarray]) -> list[Episode]:
         )
         for e, (a, b) in enumerate(zip(starts, ends, strict=True))
     ]
+
+
+def joined_ends(root, ends: np.ndarray) -> np.ndarray:
+    """The controller's episode ends (E,) from a store's (S,): a deployment log commits a running episode
+    in segments (`meta/continued` True on all but an episode's last, `deploy.log`), which ran with one
+    unbroken history; stores without that array have no segments. `root`: the store's zarr group."""
+    if "meta" not in root or "continued" not in set(root["meta"].array_keys()):
+        return ends
+    continued = np.asarray(root["meta/continued"][: len(ends)], bool)
+    keep = ~continued
+    if len(keep):
+        keep[-1] = True  # a crashed episode ends where its log does
+    return ends[keep]
+
+
+def joined_sums(values: np.ndarray, ends: np.ndarray, joined: np.ndarray) -> np.ndarray:
+    """Per-segment values (S,) (a return) summed into the joined episodes (E,) of `joined_ends`."""
+    return np.bincount(np.searchsorted(joined, ends), weights=values, minlength=len(joined))

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from sim2real.artifacts import RunLayout
+from sim2real.data.schema import joined_ends
 from sim2real.deploy import safety
 from sim2real.deploy.policy import Policy, load_policy
 from sim2real.errors import UserError
@@ -107,18 +108,6 @@ def _parses(f: Path) -> bool:
     except ValueError:
         return False
     return True
-
-
-def joined_ends(root, ends: np.ndarray) -> np.ndarray:
-    """The controller's episode ends: a deployment log commits a running episode in segments
-    (`meta/continued` True on all but an episode's last), which ran with one unbroken history."""
-    if "meta" not in root or "continued" not in set(root["meta"].array_keys()):
-        return ends
-    continued = np.asarray(root["meta/continued"][: len(ends)], bool)
-    keep = ~continued
-    if len(keep):
-        keep[-1] = True  # a crashed episode ends where its log does
-    return ends[keep]
 
 
 def logged_sha(attrs: dict[str, Any]) -> str | None:
