@@ -23,10 +23,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-import zarr
 
 from sim2real.artifacts import RunLayout
-from sim2real.data.schema import joined_ends, joined_sums
 from sim2real.data.store import DemoStore
 from sim2real.validate.rollout import PolicySource, run_chunk
 from sim2real.validate.scenarios import Episode
@@ -76,10 +74,7 @@ def logged_returns(log: Path) -> np.ndarray:
     """The controller's episode returns. The log commits a running episode in segments (`meta/continued`
     True on all but an episode's last); each segment's return counts toward its episode's."""
     with DemoStore.open(log) as store:
-        segments = np.asarray(store.meta("episode_return"), np.float64)  # (S,)
-        ends = store.episode_ends  # (S,)
-    episode_ends = joined_ends(zarr.open_group(str(log), mode="r"), ends)  # (E,)
-    return joined_sums(segments, ends, episode_ends)  # (E,)
+        return store.episodes_as_run()[1]  # (E,)
 
 
 def reference(episodes: int) -> tuple[float, float]:

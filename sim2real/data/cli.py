@@ -14,10 +14,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
-import zarr
 
 from sim2real.data import mcap_export
-from sim2real.data.schema import episodes_of, joined_ends, joined_sums
+from sim2real.data.schema import episodes_of
 from sim2real.data.store import DemoStore
 from sim2real.errors import UserError
 
@@ -29,7 +28,7 @@ def _fmt(x: float) -> str:
 def summary(store: DemoStore) -> str:
     """Human-readable summary: size, returns, specs, sources, dynamics ranges."""
     a, spec = store.load_arrays(), store.spec
-    ends, ret = _episodes(store, a["episode_ends"], a["episode_return"].astype(np.float64))
+    ends, ret = store.episodes_as_run()  # (E,) each: a deployment log's segments joined
     lengths = np.diff(np.concatenate([[0], ends]))
     attrs = store.attrs
     segments = "" if len(ends) == store.num_episodes else f" ({store.num_episodes} stored segments)"
@@ -72,12 +71,6 @@ def summary(store: DemoStore) -> str:
         col = dyn[:, k][np.isfinite(dyn[:, k])] if len(dyn) else np.zeros(0)
         lines.append(f"  {name:<20} " + (f"{col.min():.4g} .. {col.max():.4g}" if len(col) else "unknown"))
     return "\n".join(lines)
-
-
-def _episodes(store: DemoStore, ends: np.ndarray, ret: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Episode ends and returns as the controller ran them: a deployment log's segments joined."""
-    joined = joined_ends(zarr.open_group(str(store.path), mode="r"), ends)
-    return (ends, ret) if len(joined) == len(ends) else (joined, joined_sums(ret, ends, joined))
 
 
 def _source_lines(sources: list[Mapping], counts: np.ndarray) -> list[str]:

@@ -31,6 +31,8 @@ from sim2real.data.schema import (
     StoreSpec,
     append_rows,
     chunk_rows,
+    joined_ends,
+    joined_sums,
 )
 from sim2real.errors import UserError
 
@@ -200,6 +202,13 @@ class DemoStore:
         arr = self._arrays[name]
         checks.check_lengths({name: arr.shape[0]}, self._ends, str(self.path))
         return np.asarray(arr[: self.num_episodes])
+
+    def episodes_as_run(self) -> tuple[np.ndarray, np.ndarray]:
+        """Episode ends (E,) and returns (E,) as the controller ran them: a deployment log's segments
+        (`meta/continued`) joined into their episodes; any other store's as stored."""
+        ends, ret = self._ends, self.meta("episode_return").astype(np.float64)  # (S,) each
+        joined = joined_ends(self._group, ends)
+        return (ends.copy(), ret) if len(joined) == len(ends) else (joined, joined_sums(ret, ends, joined))
 
     def load_arrays(self, episodes: Sequence[int] | np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Every array, checked, cut at the committed end (and to `episodes` if given), as numpy."""
