@@ -250,11 +250,15 @@ def make_ranges(
 def stretch(ranges: Mapping[str, Range], factor: float) -> dict[str, Range]:
     """Each range stretched about its parameter's nominal by `factor` (1.5: each edge half as far again
     from the nominal), within the parameter's bounds; integer ranges widen outward to whole steps. Wider
-    training ranges are the plainest way to a policy that degrades gracefully past the declared ones."""
+    training ranges are the plainest way to a policy that degrades gracefully past the declared ones.
+
+    A range that does not hold the nominal (re-centred on a robot's identified values) is stretched about
+    its own centre instead: stretching it about the nominal would move it away from that robot."""
     out = {}
     for name, r in ranges.items():
         p = TABLE[name]
-        low, high = (p.nominal + factor * (edge - p.nominal) for edge in (r.low, r.high))
+        centre = p.nominal if r.low <= p.nominal <= r.high else (r.low + r.high) / 2
+        low, high = (centre + factor * (edge - centre) for edge in (r.low, r.high))
         if r.integer:
             low, high = math.floor(low + 1e-9), math.ceil(high - 1e-9)
         low, high = round(max(low, p.bounds[0]), 9), round(min(high, p.bounds[1]), 9)  # no 0.70000001

@@ -133,8 +133,12 @@ def test_recentred_ranges_file_is_what_a_run_trains_on(tmp_path):
     register()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = OmegaConf.to_object(compose("config", overrides=["stage=pipeline", *overrides]))
-    assert cfg.task.ranges()["mass_scale"] == [1.1, 1.2] and cfg.task.ranges()["latency_steps"] == [1, 3]
-    env = gym.make(envs.env_id("pendulum"), randomization=cfg.task.ranges())
+        exact = OmegaConf.to_object(compose("config", overrides=["task.widen=null", *overrides]))
+    # the pendulum's default `task.widen=1.6` stretches them about their own centre: still on that robot
+    assert cfg.task.ranges()["mass_scale"] == pytest.approx([1.07, 1.23])
+    assert cfg.task.ranges()["latency_steps"] == [0, 4]  # 2 ± 1.6: integers widen outward
+    assert exact.task.ranges()["mass_scale"] == [1.1, 1.2] and exact.task.ranges()["latency_steps"] == [1, 3]
+    env = gym.make(envs.env_id("pendulum"), randomization=exact.task.ranges())
     for seed in range(5):
         _, info = env.reset(seed=seed)
         assert 1.1 <= info["dynamics"]["mass_scale"] <= 1.2 and 1 <= info["dynamics"]["latency_steps"] <= 3

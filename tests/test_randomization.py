@@ -267,3 +267,15 @@ def test_widen_stretches_every_range_about_its_nominal_within_the_bounds():
     assert TaskConfig().ranges() == TaskConfig(widen=1.0).ranges()
     with pytest.raises(ConfigError, match=r"task\.widen=0"):
         TaskConfig(widen=0)
+
+
+def test_widen_stretches_a_recentred_range_about_its_own_centre():
+    """Ranges re-centred on a robot's identified values (`sim2real identify`) stay on that robot."""
+    from envs.parameters import RandomizationConfig
+    from sim2real.config import TaskConfig
+
+    recentred = RandomizationConfig(motor_strength=[0.66, 0.74], joint_damping_scale=[1.2, 1.4])
+    wide = TaskConfig(randomization=recentred, widen=1.5).ranges()
+    assert wide["motor_strength"] == pytest.approx([0.64, 0.76])  # about 0.70, not about the nominal 1.0
+    assert wide["joint_damping_scale"] == pytest.approx([1.15, 1.45])
+    assert wide["mass_scale"] == [0.7, 1.3]  # a range holding the nominal still stretches about it

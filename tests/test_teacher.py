@@ -154,12 +154,13 @@ def test_resume_refuses_a_checkpoint_of_another_config(tmp_path):
 
 
 def test_resume_takes_checkpoints_from_before_a_new_key_but_not_a_changed_range(tmp_path, capsys):
-    train(make_cfg(tmp_path, *TINY_SAC, "teacher.total_timesteps=10"), tmp_path / "teacher")
+    declared = "task.widen=null"  # the pendulum's default widens; a run from before the key did not
+    train(make_cfg(tmp_path, *TINY_SAC, "teacher.total_timesteps=10", declared), tmp_path / "teacher")
     state_file = tmp_path / "teacher" / "checkpoints" / "state.json"
     state = json.loads(state_file.read_text())
     del state["resume_config"]["task"]["widen"]  # as a checkpoint written before `task.widen` existed
     state_file.write_text(json.dumps(state))
-    train(make_cfg(tmp_path, *TINY_SAC, "teacher.total_timesteps=20"), tmp_path / "teacher")
+    train(make_cfg(tmp_path, *TINY_SAC, "teacher.total_timesteps=20", declared), tmp_path / "teacher")
     assert "resuming from" in capsys.readouterr().out
     with pytest.raises(UserError, match=r"different config \(task.widen: None -> 1.5\)"):
         cfg = make_cfg(tmp_path, *TINY_SAC, "teacher.total_timesteps=30", "task.widen=1.5")

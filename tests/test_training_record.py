@@ -52,11 +52,12 @@ def test_recorded_training_episodes_carry_their_step_and_source(tmp_path):
 
 
 def test_a_recorded_episode_replays_exactly_from_its_seed_and_actions(tmp_path):
-    train(make_cfg(tmp_path, *PPO_800, *RECORD), tmp_path / "teacher")
+    cfg = make_cfg(tmp_path, *PPO_800, *RECORD)
+    train(cfg, tmp_path / "teacher")
     arrays, _, _ = stored(tmp_path)
     seed = int(arrays["episode_seed"][0])
     assert seed >= 0  # the first episode of each env is seeded
-    env = gym.make(envs.env_id("pendulum"))
+    env = gym.make(envs.env_id("pendulum"), randomization=cfg.task.ranges())  # the ranges it trained on
     obs, _ = env.reset(seed=seed)
     for t in range(200):
         np.testing.assert_array_equal(obs["student"], arrays["student_obs"][t])
