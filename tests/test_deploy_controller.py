@@ -379,3 +379,13 @@ def test_soft_start_is_the_users_else_the_exports_else_half_a_second(policy, tmp
         "flag": Controller(walking, ScriptedRobot(), cfg(soft_start_s=0.2)).filter.ramp_steps,
     }
     assert ramp == {"default": round(0.5 * RATE), "export": 1, "flag": round(0.2 * RATE)}
+
+
+def test_a_run_faster_than_the_policy_says_its_soft_start_spans_more_robot_steps(policy):
+    """Against a lockstep simulator a faster wall rate is not the policy's behaviour: the controller says."""
+    own_rate = 1.0 / policy.spec.control_dt
+    at_own = Controller(policy, ScriptedRobot(), cfg(rate_hz=own_rate))
+    assert at_own.rate_note is None
+    fast = Controller(policy, ScriptedRobot(), cfg(rate_hz=10 * own_rate, max_action_rate=2.0))
+    assert "10× the policy's own" in fast.rate_note and "soft start spans 10× as many steps" in fast.rate_note
+    assert "rate limit allows 10× less change per step" in fast.rate_note

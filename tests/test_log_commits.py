@@ -222,3 +222,21 @@ def test_data_info_counts_an_episode_logged_in_segments_once(export_dir, tmp_pat
     text = summary(store)
     assert f"episodes: 2 ({store.num_episodes} stored segments)" in text
     assert "length min/mean/max: 60/60.0/60" in text and "return: mean 90  min 60  max 120" in text
+
+
+def test_identify_reads_an_episode_logged_in_segments_whole(export_dir, tmp_path):
+    """At a 20 Hz policy's own rate a 1 s commit holds 20 steps: identify once refused such logs as short."""
+    from sim2real.identify.log import load_log
+
+    path = tmp_path / "log.zarr"
+    log = new_log(path, export_dir, commit_s=0.05)
+    rng = np.random.default_rng(0)
+    log.begin_episode(seed=1)
+    for _k in range(60):
+        obs, action = rng.standard_normal(3).astype(np.float32), rng.uniform(-1, 1, 1)
+        log.append(student_obs=obs, action=action, reward=0.0)
+        time.sleep(0.005)
+    log.end_episode(seed=1)
+    log.close()
+    assert DemoStore.open(path).num_episodes > 1  # stored segments
+    assert [len(r) for r in load_log(path, min_steps=50).readings] == [60]

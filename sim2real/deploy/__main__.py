@@ -131,7 +131,10 @@ def run(args: argparse.Namespace) -> int:
         robot.connect()
         if args.log_dir is not None:
             log = open_log(args.log_dir, policy, robot, gate, d)
-        stats = Controller(policy, robot, controller_config(d), log).run(steps=d.steps, duration=d.duration_s)
+        controller = Controller(policy, robot, controller_config(d), log)
+        if controller.rate_note:
+            print(controller.rate_note, file=sys.stderr)
+        stats = controller.run(steps=d.steps, duration=d.duration_s)
         print(summary_line(0, stats), flush=True)
     finally:
         with signals.shielded():

@@ -122,6 +122,8 @@ def _session(cfg, policy: Policy, gate: dict[str, Any], layout: RunLayout) -> No
         robot.connect()
         log = open_log(layout.deploy, policy, robot, gate, d, config=_plain(d)) if d.log else None
         controller = Controller(policy, robot, controller_config(d), log)
+        if controller.rate_note:
+            print(controller.rate_note)
         for ep in range(d.episodes):
             stats = controller.run(steps=d.steps, duration=d.duration_s, seed=cfg.seed + ep)
             print(summary_line(ep, stats))

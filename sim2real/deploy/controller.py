@@ -28,6 +28,26 @@ from sim2real.deploy.robot import Robot
 from sim2real.deploy.spec import PolicySpec
 
 
+def rate_note(period: float, control_dt: float | None, rate_limited: bool) -> str | None:
+    """Why a run faster (or slower) than the policy's own rate may not be the policy's behaviour, or None.
+
+    The soft start and the rate limit count wall seconds. A lockstep simulator (`robot-sim`, the in-process
+    sim robot) moves one control_dt per action whatever the wall rate, so at 10× the policy's rate the
+    soft start spans 10× as many robot steps: a 20 Hz pendulum run at 200 Hz spent half of each 200-step
+    episode ramping in, and scored 0.50 of a privileged controller where the same policy at 20 Hz scores
+    more (benchmarks/reality_gap.py ran so until this note)."""
+    if not control_dt or abs(period - control_dt) <= 0.01 * control_dt:
+        return None
+    factor = control_dt / period
+    limited = f", and its rate limit allows {factor:.3g}× less change per step" if rate_limited else ""
+    own = 1 / control_dt
+    return (
+        f"deploy: {1 / period:.4g} Hz is {factor:.3g}× the policy's own {own:.4g} Hz: its soft start spans "
+        f"{factor:.3g}× as many steps{limited}; against a lockstep simulator that is not what the policy "
+        "does on the robot (leave deploy.rate_hz unset to measure that)"
+    )
+
+
 class ControllerFault(RuntimeError):
     """Raised after a run that ended with a fault when `raise_on_fault` is set."""
 
@@ -111,6 +131,7 @@ class Controller:
                 f"safe_action has {self.filter.safe.size} entries, the policy has {spec.action_dim}"
             )
         self.watchdog = safety.Watchdog(cfg.stale_after_s or max(3 * self.period, 0.01))
+        self.rate_note = rate_note(self.period, spec.control_dt, rate is not None)
         if not 0 <= cfg.realtime_priority <= 99:
             raise ValueError(f"realtime_priority={cfg.realtime_priority}: SCHED_FIFO takes 1-99 (0: off)")
         self._stop = threading.Event()

@@ -46,7 +46,7 @@ def load_log(path: str | Path, min_steps: int) -> LogData:
         if store.num_episodes == 0:
             raise UserError(f"{path}: the log holds no committed episode")
         arrays = store.load_arrays()
-        ends = store.episode_ends
+        ends, _ = store.episodes_as_run()  # a log commits a running episode in segments: join them
     names = [n for n in spec.student_names if not n.startswith(PREV_ACTION_PREFIX)]
     obs, act = arrays["student_obs"][:, : len(names)], arrays["action"]
     starts = np.concatenate([[0], ends[:-1]])
