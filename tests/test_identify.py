@@ -75,6 +75,8 @@ def test_identify_recovers_the_dynamics_and_the_exact_latency_of_a_logged_robot(
         assert (run_dir / "identify" / png).stat().st_size > 5000
     ranges = rep["ranges"]
     assert ranges["latency_steps"] == [1, 3]
+    # not told apart: the declared range, not the default run's widened one (a run widens it once)
+    assert ranges["friction_scale"] == [0.4, 1.25]
     lo, hi = ranges["motor_strength"]
     assert lo < TRUE["motor_strength"] < hi and hi - lo < 0.2  # re-centred, much narrower than training
 

@@ -49,7 +49,10 @@ def run(cfg: Config) -> None:
     _check_names(sim, log)
     with stage_run(out, "identify", dataclasses.asdict(cfg), cfg.seed, {"log": sha256_tree(log.path)}) as rec:
         fit = identify(sim, log, fit_settings)
-        ranges = recentred(fit, fit_settings.fixed, cfg.task.ranges(), c.range_ci, c.range_min)
+        # what the log cannot tell apart keeps its declared range: the run that trains on this file
+        # stretches it by its own `task.widen` (the widened range here would be stretched twice)
+        declared = dataclasses.replace(cfg.task, widen=None).ranges()
+        ranges = recentred(fit, fit_settings.fixed, declared, c.range_ci, c.range_min)
         write_ranges(out / "ranges.yaml", ranges, str(log.path))
         figures = [
             str(report.residual_figure(fit, sim.feature_names, out / "residuals.png", sim.dt)),
