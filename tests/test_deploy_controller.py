@@ -388,4 +388,4 @@ def test_a_run_faster_than_the_policy_says_its_soft_start_spans_more_robot_steps
     assert at_own.rate_note is None
     fast = Controller(policy, ScriptedRobot(), cfg(rate_hz=10 * own_rate, max_action_rate=2.0))
     assert "10× the policy's own" in fast.rate_note and "soft start spans 10× as many steps" in fast.rate_note
-    assert "rate limit allows 10× less change per step" in fast.rate_note
+    assert "rate limit allows 0.1× the change per step" in fast.rate_note
