@@ -198,22 +198,15 @@ def test_stale_state_mid_run_holds_the_safe_action_and_records_a_fault(policy_di
         robot.connect()
         cfg = ControllerConfig(rate_hz=50, stale_after_s=stale_after, soft_start_s=0.0, handle_sigint=False)
         controller = Controller(load_policy(policy_dir), robot, cfg)
-        read, first_read = robot.read, []
-
-        def timed_read():  # the loop's first step reads at its start, the zero of `Fault.time`
-            if not first_read:
-                first_read.append(time.monotonic())
-            return read()
-
-        robot.read = timed_read
+        reads = []  # when the controller read; its first read is the loop's start, `Fault.time`'s zero
+        robot.read = lambda read=robot.read: reads.append(time.monotonic()) or read()
         threading.Timer(silent_at, go_silent).start()
         stats = controller.run(duration=silent_at + stale_after + 0.8)
         time.sleep(0.05)
         last = server._take_command()  # what the controller sent last
         robot.close()
-    # controller time at which the robot went silent, from the loop's start: the set-up before it (a full
-    # gc.collect() in a process holding the whole suite) is not loop time; the test failed 2 of 4 full runs
-    silent = stopped["at"] - first_read[0]
+    # from the loop's start: the set-up before it (gc.collect() in a whole suite's process) is not loop time
+    silent = stopped["at"] - reads[0]
     assert [f.kind for f in stats.faults] == ["stale_sensors"], stats.faults
     assert silent <= stats.faults[0].time <= silent + stale_after + 0.5, (silent, stats.faults)
     assert stats.event_counts["stale_sensors"] >= 1

@@ -205,18 +205,24 @@ def test_replay_of_a_log_with_garbled_metadata_is_one_line_naming_the_file(expor
     assert f"{path / 'zarr.json'}: not valid JSON" in line
 
 
+def log_in_segments(log: DeployLog, episodes: dict[int, list[dict]]) -> None:
+    """Each episode (seed -> its steps' `append` arguments) logged slowly enough for the writer to commit
+    it in several segments, as a controller's running episode is; then the log is closed."""
+    for seed, steps in episodes.items():
+        log.begin_episode(seed=seed)
+        for step in steps:
+            log.append(**step)
+            time.sleep(0.005)
+        log.end_episode(seed=seed)
+    log.close()
+
+
 def test_data_info_counts_an_episode_logged_in_segments_once(export_dir, tmp_path):
     from sim2real.data.cli import summary
 
     path = tmp_path / "log.zarr"
-    log = new_log(path, export_dir, commit_s=0.05)
-    for seed in (1, 2):  # two episodes, each committed in pieces while it ran
-        log.begin_episode(seed=seed)
-        for _k in range(60):
-            log.append(student_obs=np.zeros(3, np.float32), action=[0.0], reward=float(seed))
-            time.sleep(0.005)
-        log.end_episode(seed=seed)
-    log.close()
+    step = {s: dict(student_obs=np.zeros(3, np.float32), action=[0.0], reward=float(s)) for s in (1, 2)}
+    log_in_segments(new_log(path, export_dir, commit_s=0.05), {s: [step[s]] * 60 for s in (1, 2)})
     store = DemoStore.open(path)
     assert store.num_episodes > 2  # stored segments
     text = summary(store)
@@ -229,14 +235,11 @@ def test_identify_reads_an_episode_logged_in_segments_whole(export_dir, tmp_path
     from sim2real.identify.log import load_log
 
     path = tmp_path / "log.zarr"
-    log = new_log(path, export_dir, commit_s=0.05)
     rng = np.random.default_rng(0)
-    log.begin_episode(seed=1)
-    for _k in range(60):
-        obs, action = rng.standard_normal(3).astype(np.float32), rng.uniform(-1, 1, 1)
-        log.append(student_obs=obs, action=action, reward=0.0)
-        time.sleep(0.005)
-    log.end_episode(seed=1)
-    log.close()
+    steps = [
+        dict(student_obs=rng.standard_normal(3).astype(np.float32), action=rng.uniform(-1, 1, 1), reward=0.0)
+        for _ in range(60)
+    ]
+    log_in_segments(new_log(path, export_dir, commit_s=0.05), {1: steps})
     assert DemoStore.open(path).num_episodes > 1  # stored segments
     assert [len(r) for r in load_log(path, min_steps=50).readings] == [60]
