@@ -30,8 +30,12 @@ TRUE = {
 }
 
 
-def write_log(path: Path, dynamics: dict, steps: int, excite: bool = True, seed: int = 3) -> Path:
-    """A simulated robot's log: a chirp-like excitation (or nothing) under fixed dynamics."""
+def write_log(
+    path: Path, dynamics: dict, steps: int, excite: bool = True, seed: int = 3, restarts: tuple[int, ...] = ()
+) -> Path:
+    """A simulated robot's log: a chirp-like excitation (or nothing) under fixed dynamics. At each step
+    in `restarts` the robot restarts from a new start inside the one logged episode, as robot-sim does
+    under a controller that runs on over DDS."""
     env = gym.make(envs.env_id("pendulum"))
     obs, info = env.reset(seed=seed, options={"dynamics": dynamics})
     rng = np.random.default_rng(seed)
@@ -39,6 +43,8 @@ def write_log(path: Path, dynamics: dict, steps: int, excite: bool = True, seed:
         k: [] for k in ("student_obs", "privileged_obs", "action", "expert_action", "reward")
     }
     for t in range(steps):
+        if t in restarts:
+            obs, _ = env.reset(seed=seed + t, options={"dynamics": dynamics})
         a = np.clip(np.sin(0.07 * t) + 0.3 * rng.standard_normal(1), -1, 1) if excite else np.zeros(1)
         a = a.astype(np.float32)
         for k, v in (("student_obs", obs["student"]), ("privileged_obs", obs["privileged"])):
@@ -95,6 +101,23 @@ def test_mass_and_motor_of_a_pendulum_are_not_told_apart_and_say_so(tmp_path):
     ratio = fit.values["motor_strength"] / fit.values["mass_scale"]
     assert ratio == pytest.approx(TRUE["motor_strength"] / TRUE["mass_scale"], rel=0.05)
     assert fit.latency == 2
+
+
+def test_a_robot_restart_inside_the_log_is_left_out_not_fitted(tmp_path):
+    """A restart jumps the readings; a segment across it, fitted, once chose the latency (0 for 2)."""
+    from sim2real.identify.fit import FitSettings, identify
+    from sim2real.identify.sim import TaskSim
+
+    log = load_log(write_log(tmp_path / "log.zarr", TRUE, 320, restarts=(100, 200)), 30)
+    names = ("friction_scale", "motor_strength", "joint_damping_scale")
+    fit = identify(TaskSim("pendulum"), log, FitSettings(names, {"mass_scale": 1.15}, segments=10))
+    assert fit.latency == 2
+    assert fit.values["motor_strength"] == pytest.approx(TRUE["motor_strength"], rel=0.05)
+    assert fit.dropped, "a segment across a restart was fitted"
+    for _, t in fit.dropped:  # every segment left out holds a restart in its readings
+        assert any(t <= r < t + 20 + 5 for r in (100, 200)), fit.dropped
+    for _, t in fit.slots:  # none fitted holds one in its readings at the found latency
+        assert not any(t + 2 < r <= t + 2 + 19 for r in (100, 200)), fit.slots
 
 
 def test_a_log_without_excitation_is_refused(tmp_path):

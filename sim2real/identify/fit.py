@@ -4,6 +4,8 @@ Each segment of K steps starts from its own state (qpos, qvel: free variables, s
 sensors do not give the full state), replays the logged actions, and is compared with the logged
 readings L steps later (the sensor latency). The continuous parameters and all segment states are
 fitted together by `mujoco.minimize.least_squares`; the latency is the L with the smallest cost.
+Segments the dynamics cannot explain from any start (a robot restarted or caught mid-log: its
+readings jump) are dropped before the fit, the same ones for every latency, and reported.
 Residuals are in units of each feature's nominal sensor noise, and a weak prior (std `prior_std`
 around the nominal value) keeps a parameter the log cannot tell apart from another one (on a
 pendulum, mass and motor strength only act as their ratio) where it was; such a parameter's
@@ -21,10 +23,16 @@ import numpy as np
 from mujoco import minimize
 
 from envs import parameters
+from sim2real.errors import UserError
 from sim2real.identify.log import LogData
 from sim2real.identify.sim import TaskSim
 
 Z_PRIOR = 1e-3  # prior weight on segment state offsets: fixes directions the readings do not see
+# a segment whose own best fit under nominal dynamics costs this many times the typical segment's (or
+# the cost of nominal noise, if more) at some latency is an outlier. Measured on the pendulum loop's
+# logs: a restart inside a segment costs 230-830x the median; a fast swing under dynamics 1.3x off
+# nominal up to 22x
+OUTLIER_FACTOR = 100.0
 
 
 @dataclass(frozen=True)
@@ -44,6 +52,7 @@ class Problem:
 
     sim: TaskSim
     settings: FitSettings
+    slots: list[tuple[int, int]]  # (episode, first step) of each segment
     actions: np.ndarray  # (N, K-1, nu)
     targets: np.ndarray  # (N, K, F) logged readings
     weights: np.ndarray  # (F,) 1 / nominal noise std
@@ -77,6 +86,8 @@ class FitResult:
     predicted: np.ndarray  # (N, K, F) with the fitted parameters
     predicted_nominal: np.ndarray  # (N, K, F)
     targets: np.ndarray  # (N, K, F)
+    slots: list[tuple[int, int]]  # (episode, first step) of each segment fitted
+    dropped: list[tuple[int, int]]  # segments left out as outliers (a restart, a catch)
 
 
 def segment_starts(log: LogData, k: int, n: int, max_latency: int) -> list[tuple[int, int]]:
@@ -88,9 +99,10 @@ def segment_starts(log: LogData, k: int, n: int, max_latency: int) -> list[tuple
     return [slots[i] for i in np.linspace(0, len(slots) - 1, n).round().astype(int)]
 
 
-def build_problem(sim: TaskSim, log: LogData, settings: FitSettings, latency: int) -> Problem:
+def build_problem(
+    sim: TaskSim, log: LogData, settings: FitSettings, latency: int, starts: list[tuple[int, int]]
+) -> Problem:
     k = settings.segment_steps
-    starts = segment_starts(log, k, settings.segments, settings.max_latency)
     actions = np.stack([log.actions[e][t : t + k - 1] for e, t in starts])
     targets = np.stack([log.readings[e][t + latency : t + latency + k] for e, t in starts])
     noise = sim.sensors.noise_std
@@ -98,7 +110,7 @@ def build_problem(sim: TaskSim, log: LogData, settings: FitSettings, latency: in
     weights = 1.0 / np.maximum(std, 1e-4)
     base = np.stack([_static_qpos(sim, tg[0]) for tg in targets])
     prior = np.array([parameters.TABLE[n].nominal for n in settings.names], float)
-    return Problem(sim, settings, actions, targets, weights, base, prior)
+    return Problem(sim, settings, list(starts), actions, targets, weights, base, prior)
 
 
 def _static_qpos(sim: TaskSim, reading: np.ndarray, near: np.ndarray | None = None) -> np.ndarray:
@@ -208,9 +220,7 @@ def initial_x(p: Problem) -> np.ndarray:
 
 
 def _fit_segment(p: Problem, i: int, guesses: Sequence[np.ndarray]) -> np.ndarray:
-    one = dataclasses.replace(
-        p, actions=p.actions[i : i + 1], targets=p.targets[i : i + 1], base_qpos=p.base_qpos[i : i + 1]
-    )
+    one, _ = take(p, np.zeros(p.n_params + p.n_segments * p.n_state), [i])
 
     def res(z: np.ndarray) -> np.ndarray:
         cols = z[:, None] if z.ndim == 1 else z
@@ -249,20 +259,64 @@ def solve(p: Problem, x0: np.ndarray, max_iter: int) -> tuple[np.ndarray, float]
 
 
 def identify(sim: TaskSim, log: LogData, settings: FitSettings) -> FitResult:
-    """Search the latency, fit the continuous parameters at the best one, and describe the fit."""
-    costs, fits = [], {}
-    for latency in range(settings.max_latency + 1):
-        p = build_problem(sim, log, settings, latency)
-        x, cost = solve(p, initial_x(p), max(5, settings.max_iter // 3))
+    """Drop the outlier segments, search the latency, fit the continuous parameters at the best one,
+    and describe the fit."""
+    k, n = settings.segment_steps, settings.segments
+    candidates = segment_starts(log, k, 2 * n, settings.max_latency)  # spares for the outliers
+    problems = [build_problem(sim, log, settings, lat, candidates) for lat in range(settings.max_latency + 1)]
+    x0 = [initial_x(p) for p in problems]
+    good = inliers(
+        np.stack([segment_costs(p, x) for p, x in zip(problems, x0, strict=True)]), k * len(sim.feature_names)
+    )
+    dropped = [c for i, c in enumerate(candidates) if i not in good]
+    keep = [good[i] for i in np.linspace(0, len(good) - 1, min(n, len(good))).round().astype(int)]
+    costs, fits = [], []
+    for p, x in zip(problems, x0, strict=True):
+        p, x = take(p, x, keep)
+        x, cost = solve(p, x, max(5, settings.max_iter // 3))
         costs.append(cost)
-        fits[latency] = (p, x)
+        fits.append((p, x))
     latency = int(np.argmin(costs))
     p, x = fits[latency]
     x, costs[latency] = solve(p, x, settings.max_iter)
-    return describe(p, x, latency, costs)
+    return describe(p, x, latency, costs, dropped)
 
 
-def describe(p: Problem, x: np.ndarray, latency: int, costs: Sequence[float]) -> FitResult:
+def segment_costs(p: Problem, x: np.ndarray) -> np.ndarray:
+    """(N,) each segment's data cost at x (noise units squared)."""
+    th, z = split(p, x[:, None])
+    pred = predictions(p, th, z)[0]  # (N, K, F)
+    return np.sum(((pred - p.targets) * p.weights) ** 2, axis=(1, 2))
+
+
+def inliers(costs: np.ndarray, noise_cost: float) -> list[int]:
+    """Segments no latency finds an outlier in. costs (latencies, N): each segment's own best fit
+    under nominal dynamics; an outlier costs OUTLIER_FACTOR x the median segment's, or x the cost of
+    nominal sensor noise (`noise_cost`) when that is more (a noise-free log's median is ~0)."""
+    limit = OUTLIER_FACTOR * np.maximum(np.median(costs, axis=1, keepdims=True), noise_cost)  # (L, 1)
+    good = np.flatnonzero((costs <= limit).all(axis=0))
+    if len(good) == 0:
+        raise UserError(
+            f"identify: every one of {costs.shape[1]} log segments is an outlier (costs "
+            f"{OUTLIER_FACTOR:g}x the typical one): the log is not this task's dynamics"
+        )
+    return good.tolist()
+
+
+def take(p: Problem, x: np.ndarray, idx: Sequence[int]) -> tuple[Problem, np.ndarray]:
+    """The problem on the segments `idx` only, and the matching part of x."""
+    idx = list(idx)
+    sub = dataclasses.replace(
+        p, slots=[p.slots[i] for i in idx], actions=p.actions[idx], targets=p.targets[idx],
+        base_qpos=p.base_qpos[idx],
+    )  # fmt: skip
+    z = x[p.n_params :].reshape(p.n_segments, p.n_state)[idx]
+    return sub, np.concatenate([x[: p.n_params], z.ravel()])
+
+
+def describe(
+    p: Problem, x: np.ndarray, latency: int, costs: Sequence[float], dropped: list[tuple[int, int]]
+) -> FitResult:
     r = residual(p, x)
     n_data = p.targets.size
     jac = jacobian(p, x, r)
@@ -291,6 +345,8 @@ def describe(p: Problem, x: np.ndarray, latency: int, costs: Sequence[float]) ->
         predicted=pred,
         predicted_nominal=pred_nom,
         targets=p.targets,
+        slots=p.slots,
+        dropped=dropped,
     )
 
 

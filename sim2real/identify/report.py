@@ -71,6 +71,8 @@ def as_json(fit: FitResult, truth: dict[str, float] | None, extra: dict[str, Any
         "residual_rms_identified": fit.rms_fit,
         "correlation": fit.correlation,
         "true_dynamics": truth,
+        "segment_starts": [list(c) for c in fit.slots],  # (episode, step) of each segment fitted
+        "dropped_segments": [list(c) for c in fit.dropped],  # outliers: no start explains them
         **extra,
     }
 
@@ -83,6 +85,7 @@ def markdown(rep: dict[str, Any], figures: list[str]) -> str:
         f"{rep['segment_steps']} steps; residual RMS (noise units) nominal "
         f"{rep['residual_rms_nominal']:.2f} -> identified {rep['residual_rms_identified']:.2f}",
         "",
+        *_dropped_lines(rep),
         "| parameter | identified | 95% CI | told apart by the log | true |",
         "|---|---|---|---|---|",
     ]
@@ -104,6 +107,18 @@ def markdown(rep: dict[str, Any], figures: list[str]) -> str:
         *[f"![{Path(f).stem}]({Path(f).name})" for f in figures],
     ]
     return "\n".join(lines) + "\n"
+
+
+def _dropped_lines(rep: dict[str, Any]) -> list[str]:
+    dropped = rep.get("dropped_segments") or []
+    if not dropped:
+        return []
+    where = ", ".join(f"episode {e} step {t}" for e, t in dropped)
+    return [
+        f"{len(dropped)} segment(s) left out: no start under any latency explains their readings (a "
+        f"robot restarted, caught or pushed mid-log?): {where}",
+        "",
+    ]
 
 
 def _num(x: float | None) -> str:
