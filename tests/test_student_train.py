@@ -199,3 +199,58 @@ def test_auxiliary_loss_on_an_mlp_student_is_refused(tmp_path, store):
     cfg = make_cfg(tmp_path, "student.arch=mlp", "student.aux_privileged=1.0")
     with pytest.raises(UserError, match="needs a transformer student"):
         Trainer(cfg, store, tmp_path / "student")
+
+
+def test_keep_best_saves_the_student_of_the_best_evaluation_not_the_last(tmp_path, store):
+    """Every evaluation (periodic and final) is offered; the saved student is the best one's."""
+    cfg = make_cfg(
+        tmp_path,
+        "distill.steps=150",
+        "distill.eval_every=25",
+        "distill.keep=best",
+        "distill.checkpoint_every=0",
+    )
+    trainer = Trainer(cfg, store, tmp_path / "student")
+    seen, offer = [], trainer.best_eval.offer
+
+    def recording(model, mean, ci95, step):  # the real offer, recording what each evaluation saw
+        seen.append((mean, step, {k: v.detach().clone() for k, v in model.state_dict().items()}))
+        offer(model, mean, ci95, step)
+
+    trainer.best_eval.offer = recording
+    summary = trainer.fit()
+    assert [s for _, s, _ in seen] == [25, 50, 75, 100, 125, 150]
+    best = max(range(len(seen)), key=lambda i: seen[i][0])  # the first of equal bests
+    assert summary["eval_return_mean"] == seen[best][0]
+    # on this tiny store the evaluations peak early (step 50 with the pinned torch): an earlier student kept
+    assert summary["kept_step"] == seen[best][1] < 150
+    saved = load_file(str(tmp_path / "student" / "model.safetensors"))
+    for k, v in saved.items():
+        torch.testing.assert_close(v, seen[best][2][k].float(), rtol=0, atol=0, msg=k)
+    assert not (tmp_path / "student" / "best").exists()
+
+
+def test_kept_best_student_is_restored_only_when_it_beats_the_last_and_survives_a_resume(tmp_path):
+    from sim2real.student.best import BestEval
+    from sim2real.student.checkpoint import build_model
+
+    model = build_model(Trainer(make_cfg(tmp_path, "distill.steps=1"), make_store(tmp_path / "d.zarr", 2),
+                                tmp_path / "s")._model_config())  # fmt: skip
+    first = {k: v.clone() for k, v in model.state_dict().items()}
+    best = BestEval(tmp_path / "student")
+    best.offer(model, -300.0, 5.0, 10)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    best.offer(model, -400.0, 5.0, 20)  # worse: not kept
+    resumed = BestEval(tmp_path / "student")
+    resumed.load(best.state())  # a stopped run's progress records the kept evaluation
+    assert resumed.finish(model, -350.0) == {
+        "kept_step": 10, "eval_return_mean": -300.0, "eval_return_ci95": 5.0, "last_eval_return_mean": -350.0
+    }  # fmt: skip
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, first[k], rtol=0, atol=0, msg=k)
+    assert not (tmp_path / "student" / "best").exists()
+    later = BestEval(tmp_path / "student")
+    later.offer(model, -300.0, 5.0, 10)
+    assert later.finish(model, -200.0) is None  # the last evaluation is the best: the last is kept

@@ -69,6 +69,9 @@ class DistillConfig:
     eval_every: int = 500  # rollouts of the student under randomization every N steps (0: at the end only)
     eval_episodes: int = 20
     checkpoint_every: int = 500
+    # last | best: the student of the best evaluation (every eval_every steps and at the end, on the
+    # distill stage's own seeds; student/best.py), not the last, as SB3's EvalCallback keeps best_model
+    keep: str = "last"
     # a label at an action bound (±1) is a clipped command: predictions past it are not errors
     saturated_labels: bool = True
     # continue from <run_dir>/student/ when it holds unfinished progress
@@ -103,3 +106,4 @@ class DistillConfig:
         checks.in_range(p, self, "keep_top_fraction", 0.0, 1.0, low_open=True)
         checks.in_range(p, self, "dagger_beta", 0.0, 1.0)
         checks.in_range(p, self, "dagger_beta_decay", 0.0, 1.0)
+        checks.one_of(p, self, "keep", ("last", "best"))

@@ -83,6 +83,15 @@ def resolve_backend(backend: str | None, device: torch.device) -> str:
     return backend
 
 
+def resolve_device(name: str) -> torch.device:
+    """`device=auto|cpu|cuda[:i]`: auto picks CUDA when there is one; cuda without one is refused."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device={name}: CUDA is not available on this machine (use device=cpu)")
+    return torch.device(name)
+
+
 def rank_device(device: torch.device, world: World) -> torch.device:
     """One GPU per process: plain `cuda` becomes `cuda:LOCAL_RANK` under torchrun."""
     if device.type == "cuda" and device.index is None and world.distributed:
@@ -143,3 +152,15 @@ def sharded_masked_mse(
     With one process it equals `optim.masked_mse`; the global loss is the mean of the ranks' values.
     """
     return masked_mse(pred, target, mask, count_mask=global_mask, parts=world.size)
+
+
+def forwards(model: torch.nn.Module, world: World, device: torch.device, compile_: bool):
+    """(evaluation forward, training forward); across processes the training one is DDP's, which
+    broadcasts rank 0's weights (and normalizer) once and averages gradients at every step."""
+    maybe_compile = torch.compile if compile_ and device.type == "cuda" else (lambda m: m)
+    if not world.distributed:
+        forward = maybe_compile(model)
+        return forward, forward
+    ids = [device.index] if device.type == "cuda" else None
+    ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids, forward_sync_buffers=False)
+    return maybe_compile(model), maybe_compile(ddp)

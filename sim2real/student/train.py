@@ -25,13 +25,16 @@ from sim2real.data.store import exists, stored_path
 from sim2real.errors import UserError
 from sim2real.metrics import MetricLogger
 from sim2real.student import checkpoint as ckpt
+from sim2real.student.best import BestEval
 from sim2real.student.distributed import (
     World,
     barrier,
+    forwards,
     local_batch_size,
     process_group,
     rank_device,
     resolve_backend,
+    resolve_device,
     shard,
     sharded_masked_mse,
     sum_over_ranks,
@@ -45,14 +48,6 @@ from sim2real.student.rollout import env_matches, evaluate, mean_ci95
 
 EVAL_SEED_BASE = 2**31 - 2**20  # evaluation seeds EVAL_SEED_BASE + i: far from collection and DAgger seeds
 VAL_MAX_BATCHES = 20
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"device={name}: CUDA is not available on this machine (use device=cpu)")
-    return torch.device(name)
 
 
 def run(cfg: Config) -> None:
@@ -130,22 +125,10 @@ class Trainer:
         self.opt = make_optimizer(self.model, self.dc, self.device)
         log_cfg = cfg.logger if self.world.is_main else LoggerConfig(kind="none")
         self.logger = MetricLogger(log_cfg, out, "distill", asdict(cfg))
+        self.best_eval = BestEval(out) if self.dc.keep == "best" and self.world.is_main else None
         self.resumed = self._maybe_resume()
-        self.forward, self.train_forward = self._forwards()
+        self.forward, self.train_forward = forwards(self.model, self.world, self.device, self.dc.compile)
         self._make_samplers()
-
-    def _forwards(self):
-        """(evaluation forward, training forward); across processes the training one is DDP's, which
-        broadcasts rank 0's weights (and normalizer) once and averages gradients at every step."""
-        maybe_compile = torch.compile if self.dc.compile and self.device.type == "cuda" else (lambda m: m)
-        if not self.world.distributed:
-            forward = maybe_compile(self.model)
-            return forward, forward
-        ids = [self.device.index] if self.device.type == "cuda" else None
-        ddp = torch.nn.parallel.DistributedDataParallel(
-            self.model, device_ids=ids, forward_sync_buffers=False
-        )
-        return maybe_compile(self.model), maybe_compile(ddp)
 
     def _say(self, message: str) -> None:
         if self.world.is_main:
@@ -251,7 +234,7 @@ class Trainer:
             if dc.val_every and (s % dc.val_every == 0 or s == self.total):
                 self.logger.log({"val/loss": self.val_loss()}, s)
             if dc.eval_every and s % dc.eval_every == 0 and s < self.total and self.can_evaluate():
-                self.logger.log(self.eval_rollouts(), s)
+                self._evaluate()
         if dc.checkpoint_every and s % dc.checkpoint_every == 0 and s < self.total:
             self.checkpoint()
 
@@ -320,6 +303,13 @@ class Trainer:
         self.model.train()
         return {f"eval/return_{k}": v for k, v in mean_ci95(returns).items()}
 
+    def _evaluate(self) -> dict[str, float]:
+        ev = self.eval_rollouts()
+        self.logger.log(ev, self.step)
+        if self.best_eval is not None:
+            self.best_eval.offer(self.model, ev["eval/return_mean"], ev["eval/return_ci95"], self.step)
+        return ev
+
     # ---- DAgger --------------------------------------------------------------------------------------
     def _dagger_round(self, r: int) -> None:
         from sim2real.student.dagger import collect_round
@@ -354,7 +344,7 @@ class Trainer:
                 "step": self.step, "round": self.round,
                 "config_key": ckpt.config_key(self.cfg, self.data, self.bound),
                 "num_episodes": self.num_eps, "train_episodes": self.train_eps.tolist(),
-                "val_episodes": self.val_eps.tolist(),
+                "val_episodes": self.val_eps.tolist(), "best": self.best_eval and self.best_eval.state(),
                 "torch_rng": torch.get_rng_state().numpy().tobytes().hex(),
             }  # fmt: skip
             ckpt.save_progress(self.out, self.opt, info)
@@ -371,6 +361,8 @@ class Trainer:
         self.model.load_state_dict(ckpt.load_weights(self.out), strict=True)
         ckpt.load_progress(self.out, self.opt)
         self.step, self.round = int(info["step"]), int(info["round"])
+        if self.best_eval is not None:
+            self.best_eval.load(info.get("best"))
         self.train_eps, self.val_eps = np.asarray(info["train_episodes"]), np.asarray(info["val_episodes"])
         rng = np.frombuffer(bytes.fromhex(info["torch_rng"]), np.uint8).copy()
         torch.set_rng_state(torch.from_numpy(rng))
@@ -380,6 +372,8 @@ class Trainer:
     def _final_summary(self, steps: int, seconds: float) -> dict[str, Any]:
         if not self.world.is_main:
             return {"steps": self.step}
+        ev = self._evaluate() if self.dc.eval_episodes > 0 and self.can_evaluate() else None
+        kept = self.best_eval.finish(self.model, ev["eval/return_mean"]) if self.best_eval and ev else None
         ckpt.save_student(self.out, self.model)
         ckpt.clear_progress(self.out)
         summary: dict[str, Any] = {
@@ -392,9 +386,8 @@ class Trainer:
             **({"bound_task": self.spec.task} if self.bound else {}),
             **({"filter": self.filter} if self.filter else {}),
         }  # fmt: skip
-        if self.dc.eval_episodes > 0 and self.can_evaluate():
-            ev = self.eval_rollouts()
+        if ev is not None:  # the kept student's evaluation, when distill.keep=best kept an earlier one
             summary.update(eval_return_mean=ev["eval/return_mean"], eval_return_ci95=ev["eval/return_ci95"],
                            eval_episodes=self.dc.eval_episodes)  # fmt: skip
-            self.logger.log(ev, self.step)
+            summary.update(kept or {})
         return summary
