@@ -71,12 +71,7 @@ def deploy_on_robot(run_dir: Path, episodes: int, port: int) -> tuple[Path, np.n
             *_dyn(),
         ]
     )
-    deploy = [
-        "deploy.robot=udp",
-        f"deploy.port={port}",
-        f"deploy.episodes={episodes}",
-        f"seed={DEPLOY_SEED}",
-    ]
+    deploy = ["deploy.robot=udp", f"deploy.port={port}", f"deploy.episodes={episodes}", f"seed={DEPLOY_SEED}"]
     log = _deploy(run_dir, server, deploy)
     return log, logged_returns(log)
 

@@ -220,7 +220,7 @@ def initial_x(p: Problem) -> np.ndarray:
 
 
 def _fit_segment(p: Problem, i: int, guesses: Sequence[np.ndarray]) -> np.ndarray:
-    one, _ = take(p, np.zeros(p.n_params + p.n_segments * p.n_state), [i])
+    one = subproblem(p, [i])
 
     def res(z: np.ndarray) -> np.ndarray:
         cols = z[:, None] if z.ndim == 1 else z
@@ -303,15 +303,19 @@ def inliers(costs: np.ndarray, noise_cost: float) -> list[int]:
     return good.tolist()
 
 
-def take(p: Problem, x: np.ndarray, idx: Sequence[int]) -> tuple[Problem, np.ndarray]:
-    """The problem on the segments `idx` only, and the matching part of x."""
+def subproblem(p: Problem, idx: Sequence[int]) -> Problem:
+    """The problem on the segments `idx` only."""
     idx = list(idx)
-    sub = dataclasses.replace(
+    return dataclasses.replace(
         p, slots=[p.slots[i] for i in idx], actions=p.actions[idx], targets=p.targets[idx],
         base_qpos=p.base_qpos[idx],
     )  # fmt: skip
-    z = x[p.n_params :].reshape(p.n_segments, p.n_state)[idx]
-    return sub, np.concatenate([x[: p.n_params], z.ravel()])
+
+
+def take(p: Problem, x: np.ndarray, idx: Sequence[int]) -> tuple[Problem, np.ndarray]:
+    """The problem on the segments `idx` only, and the matching part of x."""
+    z = x[p.n_params :].reshape(p.n_segments, p.n_state)[list(idx)]
+    return subproblem(p, idx), np.concatenate([x[: p.n_params], z.ravel()])
 
 
 def describe(

@@ -109,16 +109,18 @@ def markdown(rep: dict[str, Any], figures: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def dropped_text(dropped: list[tuple[int, int]] | list[list[int]]) -> str:
+    """The segments `identify` left out, in words (report.md and the console)."""
+    where = ", ".join(f"episode {e} step {t}" for e, t in dropped)
+    return (
+        f"{len(dropped)} segment(s) left out: no start under any latency explains their readings (a "
+        f"robot restarted, caught or pushed mid-log?): {where}"
+    )
+
+
 def _dropped_lines(rep: dict[str, Any]) -> list[str]:
     dropped = rep.get("dropped_segments") or []
-    if not dropped:
-        return []
-    where = ", ".join(f"episode {e} step {t}" for e, t in dropped)
-    return [
-        f"{len(dropped)} segment(s) left out: no start under any latency explains their readings (a "
-        f"robot restarted, caught or pushed mid-log?): {where}",
-        "",
-    ]
+    return [dropped_text(dropped), ""] if dropped else []
 
 
 def _num(x: float | None) -> str:

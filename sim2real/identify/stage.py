@@ -70,11 +70,7 @@ def run(cfg: Config) -> None:
     sim.close()
     told = ", ".join(f"{n} {v:.3f} ± {fit.ci95[n]:.3f}" for n, v in fit.values.items() if fit.identified[n])
     if fit.dropped:
-        where = ", ".join(f"{t}" for _, t in fit.dropped)
-        print(
-            f"identify: {len(fit.dropped)} segment(s) left out, no start explains them (a restart?); "
-            f"they begin at step(s) {where}"
-        )
+        print(f"identify: {report.dropped_text(fit.dropped)}")
     print(
         f"identify: latency {fit.latency} steps, noise ×{fit.noise_scale:.2f}, "
         f"{told or 'no parameter told apart'}; "
