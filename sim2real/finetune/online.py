@@ -32,7 +32,7 @@ from sim2real.student.rollout import rollout_seeds
 from sim2real.student.train import Trainer
 
 SOURCE_KIND = "online"
-BEST_FILE, BEST_JSON = "best_" + ckpt.MODEL_FILE, "best.json"
+BEFORE_JSON = "online_before.json"  # the distilled student's evaluation, kept across a resume
 
 
 def run(cfg: Config, student_dir: Path, out: Path, parents: dict[str, str]) -> dict[str, Any]:
@@ -59,29 +59,28 @@ def online_config(cfg: Config, max_episode_steps: int) -> Config:
     distill = dataclasses.replace(
         cfg.distill, steps=0, dagger_rounds=rounds, dagger_episodes=fc.online_episodes,
         dagger_steps=fc.online_steps, lr=fc.online_lr, warmup_steps=0, eval_every=0,
-        eval_episodes=fc.eval_episodes, keep_top_fraction=1.0, checkpoint_every=0,
+        eval_episodes=fc.eval_episodes, keep_top_fraction=1.0, checkpoint_every=0, keep="best",
     )  # fmt: skip
     return dataclasses.replace(cfg, distill=distill)
 
 
 class OnlineTrainer(Trainer):
     """A distill Trainer started from the distilled student whose rounds explore instead of asking an
-    expert; evaluates before each round and at the end, keeping the best."""
+    expert; evaluates before each round and at the end, keeping the best (`distill.keep=best`)."""
 
     def __init__(self, cfg: Config, data: Path, out: Path, student_dir: Path):
         if not cfg.student.rtg:
             raise UserError("online fine-tuning needs a return-conditioned student (student.rtg=true)")
         super().__init__(cfg, data, out)
         self.noise, self.replay = cfg.finetune.online_noise, cfg.finetune.online_replay
-        self.best, self.before = -np.inf, None
+        self.before: float | None = None  # the distilled student's evaluation
         if self.replay is not None and not self.resumed:
             best_first = self.train_eps[
                 np.argsort(-self.arrays["episode_return"][self.train_eps], kind="stable")
             ]
             self.train_eps = np.sort(best_first[: self.replay])
-        if self.resumed and (out / BEST_JSON).exists():
-            info = json.loads((out / BEST_JSON).read_text())
-            self.best, self.before = info["best"], info["before"]
+        if self.resumed and (out / BEFORE_JSON).exists():
+            self.before = json.loads((out / BEFORE_JSON).read_text())["before"]
         elif not self.resumed:
             try:
                 self.model.load_state_dict(ckpt.load_weights(student_dir), strict=True)
@@ -134,29 +133,21 @@ class OnlineTrainer(Trainer):
         target = float(np.quantile(returns, self.cfg.student.rtg_quantile))
         self.model.normalizer.rtg_target.fill_(max(target, float(self.model.normalizer.rtg_target)))
 
-    def _evaluate_and_keep(self) -> float:
-        ret = self.eval_rollouts()["eval/return_mean"]
-        self.before = ret if self.before is None else self.before
-        if ret > self.best:
-            self.best = ret
-            ckpt.save_student(self.out, self.model)
-            (self.out / ckpt.MODEL_FILE).replace(self.out / BEST_FILE)
-        write_json_atomic(self.out / BEST_JSON, {"best": self.best, "before": self.before})
-        self.logger.log({"eval/return_mean": ret}, self.step)
-        return ret
+    def _evaluate_and_keep(self) -> None:
+        """Evaluate (offered to `best_eval`, the distilled student first of all) and remember the first."""
+        ret = self._evaluate()["eval/return_mean"]
+        if self.before is None:
+            self.before = ret
+            write_json_atomic(self.out / BEFORE_JSON, {"before": ret})
 
     def _final_summary(self, steps: int, seconds: float) -> dict[str, Any]:
-        """The base summary (it saves and evaluates the last weights); the best student is the output."""
+        """The base summary: it evaluates the last weights and keeps the best evaluated student."""
         summary = super()._final_summary(steps, seconds)
-        last = summary.get("eval_return_mean", -np.inf)
-        if last > self.best:
-            self.best = last
-            (self.out / BEST_FILE).unlink(missing_ok=True)
-        else:
-            (self.out / BEST_FILE).replace(self.out / ckpt.MODEL_FILE)
-        (self.out / BEST_JSON).unlink(missing_ok=True)
+        (self.out / BEFORE_JSON).unlink(missing_ok=True)
+        kept = summary.get("eval_return_mean", -np.inf)
+        last = summary.get("last_eval_return_mean", kept)
         online = [s["id"] for s in self.sources if s.get("kind") == SOURCE_KIND]
         lengths = np.diff(np.concatenate([[0], self.arrays["episode_ends"]]))
         env_steps = int(lengths[np.isin(self.arrays["episode_source"], online)].sum())
         return {**summary, "env_steps": env_steps, "eval_before": self.before, "eval_last": last,
-                "eval_kept": self.best}  # fmt: skip
+                "eval_kept": kept}  # fmt: skip
