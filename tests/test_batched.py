@@ -10,7 +10,14 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 import envs
 from envs import batched
 from envs.batched import BatchedTask
-from sim2real.teacher.vec import ActionNoise, BatchedVecEnv, ObsNoise, make_privileged_env, make_training_env
+from sim2real.teacher.vec import (
+    ActionNoise,
+    BatchedVecEnv,
+    FallPenalty,
+    ObsNoise,
+    make_privileged_env,
+    make_training_env,
+)
 
 
 @pytest.mark.parametrize("task", ["hopper", "walker2d", "halfcheetah", "go2", "go2_rough"])
@@ -129,6 +136,30 @@ def test_teacher_obs_noise_perturbs_what_the_policy_sees_not_the_normalizer_stat
     np.testing.assert_array_equal(stats, stats_clean)  # statistics of the task as it is
     np.testing.assert_allclose(clean, clean_only, rtol=0, atol=1e-6)
     np.testing.assert_array_equal(seen, run(0.3)[0])  # reproducible from its seed
+
+
+def test_fall_penalty_lowers_only_the_reward_of_a_falling_step_and_not_the_logged_returns():
+    def run(task: str, penalty: float, steps: int):
+        venv = make_training_env(task, {}, 2, "batch", seed=0, fall_penalty=penalty)
+        venv.reset()
+        rng, rows = np.random.default_rng(1), []
+        for _ in range(steps):
+            actions = rng.uniform(-1, 1, (2, venv.action_space.shape[0])).astype(np.float32)
+            _, reward, done, infos = venv.step(actions)
+            fell = [d and not i["TimeLimit.truncated"] for d, i in zip(done, infos, strict=True)]
+            rows.append((reward, np.array(fell), [i["episode"]["r"] for i in infos if "episode" in i]))
+        return rows
+
+    plain, penalized = run("hopper", 0.0, 300), run("hopper", 5.0, 300)
+    falls = np.stack([f for _, f, _ in plain])  # (300, 2)
+    assert falls.sum() >= 4  # random actions topple the hopper
+    gap = np.stack([r for r, _, _ in plain]) - np.stack([r for r, _, _ in penalized])  # (300, 2)
+    np.testing.assert_allclose(gap, 5.0 * falls, atol=1e-5)
+    assert [e for *_, e in plain] == [e for *_, e in penalized]  # the monitor logs the task's returns
+    assert isinstance(make_training_env("hopper", {}, 2, "batch", seed=0, fall_penalty=1.0), FallPenalty)
+    timed_out = run("halfcheetah", 5.0, 1000)  # never falls: its 1,000th step is cut by the time limit
+    assert not any(f.any() for _, f, _ in timed_out) and len(timed_out[-1][2]) == 2
+    np.testing.assert_array_equal(timed_out[-1][0], run("halfcheetah", 0.0, 1000)[-1][0])
 
 
 def test_reset_pitch_starts_every_training_episode_tilted_and_only_when_asked():

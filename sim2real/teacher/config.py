@@ -56,6 +56,9 @@ class TeacherConfig:
     # The Go2 teacher's falls come 0.3-1 s after a change; 10M more steps at 250 did not lower their rate
     # (3.0% -> 3.5% of 200 episodes, docs/results.md), so it is off by default
     command_period: int | None = None
+    # subtracted from the reward of a training step that ends in a fall (terminated, not timed out), after
+    # the task's per-step clipping (legged_gym's termination term); 0: none. vec.FallPenalty
+    fall_penalty: float = 0.0
     # record every training episode (student and privileged obs, executed actions, rewards, dynamics) in
     # <run_dir>/training.zarr, tagged by training step: the run's data outlives the agent (teacher/record.py)
     record_episodes: bool = False
@@ -77,7 +80,7 @@ class TeacherConfig:
         checks.one_of(p, self, "vec_env", ("auto", "batch", "dummy", "subproc"))
         checks.at_least(p, self, 1, ("total_timesteps", "n_envs"), optional=True)
         nonnegative = ("eval_freq", "checkpoint_freq", "torch_threads", "action_noise", "obs_noise")
-        checks.at_least(p, self, 0, nonnegative)
+        checks.at_least(p, self, 0, (*nonnegative, "fall_penalty"))
         checks.at_least(p, self, 1, ("eval_episodes", "record_every"))
         if self.reset_pitch is not None:
             pair = list(self.reset_pitch)

@@ -85,6 +85,7 @@ def train(cfg: Config, out: Path) -> TrainResult:
         tc.reset_pitch,
         tc.command_period,
         tc.record_episodes,
+        tc.fall_penalty,
     )
     venv = VecNormalize(
         venv,

@@ -80,6 +80,7 @@ def make_training_env(
     reset_pitch: Sequence[float] | None = None,
     command_period: int | None = None,
     record: bool = False,
+    fall_penalty: float = 0.0,
 ) -> VecEnv:
     """`n_envs` randomized envs (env i seeded `seed + i`), with episode statistics for SB3's logs;
     `action_noise` > 0 perturbs every executed action (`ActionNoise`); `reset_pitch` starts every
@@ -108,7 +109,8 @@ def make_training_env(
     venv.seed(seed)
     if action_noise > 0:
         venv = ActionNoise(venv, action_noise, seed)
-    return VecMonitor(venv)
+    venv = VecMonitor(venv)
+    return FallPenalty(venv, fall_penalty) if fall_penalty > 0 else venv
 
 
 class ActionNoise(VecEnvWrapper):
@@ -163,6 +165,30 @@ class ObsNoise(VecEnvWrapper):
     def step_wait(self) -> VecEnvStepReturn:
         obs, rewards, dones, infos = self.venv.step_wait()
         return self._noisy(obs), rewards, dones, infos
+
+
+class FallPenalty(VecEnvWrapper):
+    """`penalty` subtracted from the reward of a step that ends its episode in a fall (terminated, not
+    cut by the time limit), after the task's own per-step clipping, as legged_gym adds its termination
+    term after `only_positive_rewards`.
+
+    Why: with rewards clipped at 0 per step a fall costs only the reward the episode would still have
+    earned, little near a command change that the policy rushes to track (the Go2 teacher's falls come
+    0.3-1 s after one). Training envs only; evaluation, collection and validation see the task's reward.
+    """
+
+    def __init__(self, venv: VecEnv, penalty: float):
+        super().__init__(venv)
+        self.penalty = float(penalty)
+
+    def reset(self) -> VecEnvObs:
+        return self.venv.reset()
+
+    def step_wait(self) -> VecEnvStepReturn:
+        obs, rewards, dones, infos = self.venv.step_wait()
+        cut = np.array([i.get("TimeLimit.truncated", False) for i in infos], dtype=bool)  # (n,)
+        fell = dones & ~cut
+        return obs, (rewards - self.penalty * fell).astype(rewards.dtype), dones, infos
 
 
 class BatchedVecEnv(VecEnv):
