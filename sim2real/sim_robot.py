@@ -66,13 +66,14 @@ class MujocoRobot:
         return dict(zip(self.reading_names, features, strict=True))
 
     def send(self, action: np.ndarray) -> None:
-        obs, reward, terminated, truncated, _ = self.env.step(np.asarray(action, np.float32))
+        obs, reward, terminated, truncated, info = self.env.step(np.asarray(action, np.float32))
         self._obs = obs
         self._extras.update(
             reward=float(reward),
             done=float(terminated or truncated),
             privileged=obs["privileged"],
             terminated=bool(terminated),
+            falls=list(info.get("falls", ())) if terminated else [],  # the conditions that ended it (Go2)
         )
 
     @property

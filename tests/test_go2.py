@@ -233,3 +233,22 @@ def test_go2_pushes_the_trunk_every_three_seconds_and_the_teacher_sees_it(env):
     assert float(kick @ seen[first]) / 3.0 > 0.1
     quiet, quiet_vel = run(0.0)
     assert not quiet.any() and np.abs(quiet_vel[first + go2.PUSH_STEPS]).max() < 0.3
+
+
+def test_robot_sim_names_what_ended_a_fallen_episode_and_the_physics_it_was_drawn():
+    from sim2real.deploy.dds.server import fall_text
+    from sim2real.sim_robot import MujocoRobot
+
+    robot = MujocoRobot("go2", {"friction_scale": 0.5})
+    robot.connect()
+    zero = np.zeros(12)
+    steps = 0
+    while not robot.extras()["done"] and steps < 500:  # motors limp: the trunk sinks to the ground
+        robot.send_motor_command(zero, zero, zero, zero, zero)
+        steps += 1
+    extras = robot.extras()
+    assert extras["terminated"] and extras["falls"]
+    text = fall_text(extras, steps)
+    assert text.startswith(f" (fell: {extras['falls'][0]}") and f"after {steps} steps" in text
+    assert "friction_scale 0.5" in text
+    robot.close()

@@ -21,7 +21,9 @@ import math
 import struct
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -78,7 +80,7 @@ class DdsRobotServer:
         self._held = None  # the command being applied (CommandView copy)
         self._applied = np.zeros(n)  # (n,) joint torque of the last tick
         self._joints: dict[str, np.ndarray] | None = None
-        self._return = 0.0
+        self._return, self._steps = 0.0, 0  # the robot's episode so far
         self._participant: Participant | None = None
         self._commander: int | None = None  # publication handle of the writer being obeyed
         self._commander_heard = 0.0
@@ -191,13 +193,19 @@ class DdsRobotServer:
             self.robot.send(action.astype(np.float32))
         extras = self.robot.extras() if self._has_extras else {}
         self._return += float(extras.get("reward") or 0.0)
+        self._steps += 1
         if extras.get("done"):
             self.stats.episode_returns.append(self._return)
             fell = bool(extras.get("terminated"))
             self.stats.falls += fell
             n = len(self.stats.episode_returns)
-            log.info("robot-sim: episode %d return %.1f%s", n, self._return, " (fell)" if fell else "")
-            self._return = 0.0
+            log.info(
+                "robot-sim: episode %d return %.1f%s",
+                n,
+                self._return,
+                fall_text(extras, self._steps) if fell else "",
+            )
+            self._return, self._steps = 0.0, 0
             self.robot.reset(self.seed + len(self.stats.episode_returns))
 
     def _publish(self) -> None:
@@ -218,6 +226,16 @@ class DdsRobotServer:
         if self._participant is not None:
             self._participant.close()
             self._participant = None
+
+
+def fall_text(extras: Mapping[str, Any], steps: int) -> str:
+    """What ended a simulated robot's episode and the physics it was drawn, e.g. ` (fell: tilt after 652
+    steps; friction_scale 0.45, ...)`, so a fall in sim2sim can be reproduced and told from a link fault."""
+    causes = ", ".join(extras.get("falls") or ())
+    dynamics = ", ".join(f"{k} {v:.3g}" for k, v in (extras.get("dynamics") or {}).items())
+    return (
+        f" (fell{': ' + causes if causes else ''} after {steps} steps{'; ' + dynamics if dynamics else ''})"
+    )
 
 
 def _check_robot(robot, conv: Converter, name: str) -> None:
