@@ -1,24 +1,32 @@
-"""How a teacher's episodes end: return, falls with a 95% interval, and for each fall its cause, step and
-command (the Go2 reports which fall condition held: trunk or hip contact, tilt, low trunk).
+"""How a teacher's or an exported student's episodes end: return, falls with a 95% interval, and for each
+fall its cause, step and command (the Go2 reports which fall condition held: trunk or hip contact, tilt, low
+trunk).
 
     python scripts/episode_ends.py RUN_DIR/teacher --episodes 200 [--seed 777000] [--nominal]
+    python scripts/episode_ends.py release/go2 --episodes 200   # an export: policy.onnx, deploy API
 
-Episodes run under the task's training randomization (or nominal dynamics), seeds `seed + i`, the teacher
-acting deterministically on all live episodes at once. Thirty episodes cannot tell a 2% fall rate from 10%;
-a few hundred can.
+Episodes run under the task's training randomization (or nominal dynamics), seeds `seed + i`; the teacher
+acts deterministically on all live episodes at once, an exported policy on one episode at a time, as
+deployed (its history reset at each start). Thirty episodes cannot tell a 2% fall rate from 10%; a few
+hundred can.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import json
 import math
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 from tqdm import tqdm
 
+import envs
+from envs import parameters
 from envs.go2 import COMMAND_PERIOD  # control steps between command draws
+from sim2real.deploy import load_policy
 from sim2real.teacher.evaluate import EpisodeEnd, ExpertEvaluator
 from sim2real.teacher.policy import load_teacher
 
@@ -30,14 +38,35 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def run(teacher_dir: Path, episodes: int, seed: int, nominal: bool, batch: int) -> None:
-    teacher = load_teacher(teacher_dir)
+def run(path: Path, episodes: int, seed: int, nominal: bool, batch: int) -> None:
+    if (path / "policy.onnx").exists():
+        task = json.loads((path / "policy.json").read_text())["task"]
+        return _report(task, policy_episodes(path, task, episodes, seed, nominal), seed)
+    teacher = load_teacher(path)
     ends: list[EpisodeEnd] = []
     for first in tqdm(range(0, episodes, batch), desc=f"batches of {batch} episodes"):
         evaluator = ExpertEvaluator(teacher.task, None, min(batch, episodes - first), seed + first)
         ends += evaluator.episodes(teacher, nominal)
         evaluator.close()
     _report(teacher.task, ends, seed)
+
+
+def policy_episodes(export: Path, task: str, episodes: int, seed: int, nominal: bool) -> list[EpisodeEnd]:
+    """Each episode of the exported policy, through the deploy API on the student observation."""
+    policy, env = load_policy(export), gym.make(envs.env_id(task))
+    options = {"dynamics": parameters.nominal(task)} if nominal else None
+    ends = []
+    for i in tqdm(range(episodes), desc="episodes"):
+        obs, _ = env.reset(seed=seed + i, options=options)
+        policy.reset()
+        end, done = EpisodeEnd(0.0, 0, False, {}, obs["privileged"]), False
+        while not done:
+            obs, reward, terminated, truncated, info = env.step(policy.act(obs["student"]))
+            end.ret, end.steps, done = end.ret + float(reward), end.steps + 1, terminated or truncated
+        end.terminated, end.info, end.privileged = bool(terminated), info, obs["privileged"]
+        ends.append(end)
+    env.close()
+    return ends
 
 
 def _report(task: str, ends: list[EpisodeEnd], seed: int) -> None:
@@ -57,13 +86,13 @@ def _report(task: str, ends: list[EpisodeEnd], seed: int) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("teacher", type=Path, help="a teacher directory (RUN_DIR/teacher)")
+    p.add_argument("policy", type=Path, help="RUN_DIR/teacher, or an export folder (policy.onnx)")
     p.add_argument("--episodes", type=int, default=200)
     p.add_argument("--seed", type=int, default=777000, help="first episode seed (default: the eval seeds)")
     p.add_argument("--nominal", action="store_true", help="nominal dynamics instead of the randomization")
     p.add_argument("--batch", type=int, default=50, help="episodes open at once")
     a = p.parse_args()
-    run(a.teacher, a.episodes, a.seed, a.nominal, a.batch)
+    run(a.policy, a.episodes, a.seed, a.nominal, a.batch)
 
 
 if __name__ == "__main__":

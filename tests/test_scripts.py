@@ -27,3 +27,24 @@ def test_teacher_curve_draws_a_png_from_a_teacher_runs_logs(tmp_path):
     done = subprocess.run([sys.executable, str(script), str(run), str(out)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 5000
+
+
+def test_episode_ends_counts_an_exported_policys_episodes_as_the_deploy_api_runs_them():
+    import gymnasium as gym
+
+    import envs
+    from sim2real.deploy import load_policy
+
+    release = ROOT / "release" / "go2"
+    script = ROOT / "scripts" / "episode_ends.py"
+    cmd = [sys.executable, str(script), str(release), "--episodes", "1", "--seed", "5", "--nominal"]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    policy, env = load_policy(release), gym.make(envs.env_id("go2"))
+    obs, _ = env.reset(seed=5, options={"dynamics": envs.parameters.nominal("go2")})
+    ret, done_ = 0.0, False
+    while not done_:
+        obs, reward, terminated, truncated, _ = env.step(policy.act(obs["student"]))
+        ret, done_ = ret + float(reward), terminated or truncated
+    assert f"go2: 1 episodes (seeds 5+): return {ret:.2f}" in done.stdout
+    assert f"falls {int(terminated)}/1" in done.stdout
