@@ -78,7 +78,7 @@ class Rules:
         raise ValueError(f"no batched rules for {type(base).__name__}")
 
 
-BATCHED = ("hopper", "walker2d", "halfcheetah", "go2", "go2_rough")  # `Rules.of` reads the first three
+BATCHED = ("hopper", "walker2d", "halfcheetah", "ant", "go2", "go2_rough")  # `Rules.of` reads the first three
 
 
 def supports(task: str) -> bool:
@@ -92,6 +92,10 @@ def make(task: str, n: int, randomization: Mapping[str, Any] | None = None, nthr
         from envs.batched_go2 import BatchedGo2
 
         return BatchedGo2(n, randomization, nthread=nthread, task=task)
+    if task == "ant":  # Ant-v5's contact forces and costs (envs.batched_ant)
+        from envs.batched_ant import BatchedAnt
+
+        return BatchedAnt(n, randomization, nthread=nthread)
     return BatchedTask(task, n, randomization, nthread=nthread)
 
 
