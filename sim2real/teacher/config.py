@@ -37,7 +37,8 @@ class TeacherConfig:
     total_timesteps: int | None = None  # None: the algo block's budget
     n_envs: int | None = None  # None: the algo block's
     # auto | batch | dummy | subproc. auto: batch (mujoco.batch, one call steps every env) where the task
-    # has batched rules (hopper, walker2d, halfcheetah, ant, go2), else subprocesses when n_envs > 1 and cores allow
+    # has batched rules (hopper, walker2d, halfcheetah, ant, go2), else subprocesses when n_envs > 1 and
+    # cores allow
     vec_env: str = "auto"
     normalize_obs: bool = True  # VecNormalize obs statistics, saved and applied inside the loaded teacher
     clip_obs: float = 10.0
