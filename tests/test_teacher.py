@@ -123,6 +123,22 @@ def test_sac_teacher_publishes_its_best_evaluated_checkpoint(tmp_path):
     assert {"eval/return_mean", "train/actor_loss", "rollout/ep_rew_mean"} <= set(header)
 
 
+def test_keep_last_publishes_the_last_checkpoint_not_the_best_evaluated(tmp_path):
+    budget = ("teacher.total_timesteps=1024", "teacher.eval_freq=256", "logger=none")
+    cfg = make_cfg(tmp_path, *TINY_PPO, *budget)
+    best = train(cfg, tmp_path / "teacher").summary
+    info = json.loads((tmp_path / "teacher" / "teacher.json").read_text())
+    means = [e[1] for e in info["evals"]]
+    assert info["checkpoint"] == "best" and int(np.argmax(means)) < len(means) - 1  # the best is not the last
+    cfg.teacher.keep = "last"
+    last = train(cfg, tmp_path / "teacher").summary  # at its budget already: publishes only
+    info = json.loads((tmp_path / "teacher" / "teacher.json").read_text())
+    assert info["checkpoint"] == "last" and info["checkpoint_step"] == 1024
+    assert last["sha256"] != best["sha256"]
+    published, saved = tmp_path / "teacher" / "model.zip", tmp_path / "teacher" / "checkpoints" / "last.zip"
+    assert published.read_bytes() == saved.read_bytes()
+
+
 def test_interrupted_training_resumes_from_its_checkpoint(tmp_path, monkeypatch, capsys):
     from sim2real.teacher.callbacks import ProgressBar
 

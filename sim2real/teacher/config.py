@@ -65,6 +65,11 @@ class TeacherConfig:
     record_episodes: bool = False
     # env steps between commits of the recorded episodes (each commit one source entry)
     record_every: int = field(default=10_000, metadata=EXECUTION_ONLY)
+    # which checkpoint becomes the teacher: `best` (the best evaluation, as SB3's EvalCallback keeps
+    # best_model) or `last`. `last` where evaluations cannot tell checkpoints apart: on Go2 one fall in ten
+    # episodes moves an evaluation by ~2.5, and `best` kept a 30M checkpoint that fell in 3.5% of 200
+    # episodes over a last (40M, teacher.fall_penalty=5) that fell in 1.5% of 400 (docs/results.md)
+    keep: str = "best"
     eval_freq: int = 10_000  # env steps between evaluations under randomization (0: only at the end)
     eval_episodes: int = 10  # per evaluation, on seeds separate from training
     checkpoint_freq: int = 10_000  # env steps between resumable checkpoints (0: only at the end)
@@ -79,6 +84,7 @@ class TeacherConfig:
         p = "teacher"
         checks.one_of(p, self, "algo", ("ppo", "sac"))
         checks.one_of(p, self, "vec_env", ("auto", "batch", "dummy", "subproc"))
+        checks.one_of(p, self, "keep", ("best", "last"))
         checks.at_least(p, self, 1, ("total_timesteps", "n_envs"), optional=True)
         nonnegative = ("eval_freq", "checkpoint_freq", "torch_threads", "action_noise", "obs_noise")
         checks.at_least(p, self, 0, (*nonnegative, "fall_penalty"))

@@ -254,8 +254,9 @@ def _publish(
     evaluator: ExpertEvaluator,
     metrics: MetricLogger,
 ) -> dict[str, Any]:
-    """Copy the best (or, without evaluations, the last) checkpoint to the teacher's files and describe it."""
-    which = "best" if state.best_step is not None else "last"
+    """Copy the kept checkpoint (`teacher.keep`: the best evaluated, or the last; the last where nothing was
+    evaluated) to the teacher's files and describe it."""
+    which = "best" if cfg.teacher.keep == "best" and state.best_step is not None else "last"
     checkpoints.publish(which, out, MODEL, NORMALIZER)
     info = {
         "format": FORMAT,
