@@ -69,27 +69,29 @@ class BatchedAnt(BatchedTask):
         self._model = self.batch.model
         self._scratch = mujoco.MjData(self._model)  # one simulation's MjData, read out of the batch
         self._xpos = self.batch.bind("xpos")  # (n, nbody, 3), as after mj_step: before the last substep
-        self._cfrc = np.zeros((n, self._model.nbody, 6))  # (n, nbody, 6) after the last step, 0 at reset
+        # (n, nbody, 6) cfrc_ext after the last step clipped to the contact range (all Ant-v5 ever reads of
+        # it, in the observation and the cost), 0 at reset
+        self._forces = np.zeros((n, self._model.nbody, 6))
 
     def _rules_of(self, base: Any) -> AntRules:
         return AntRules.of(base)
 
     def _reset_rows(self, ids: np.ndarray) -> None:
-        self._cfrc[ids] = 0.0  # a reset's mj_resetData + mj_forward leave cfrc_ext zero
+        self._forces[ids] = 0.0  # a reset's mj_resetData + mj_forward leave cfrc_ext zero
 
     def _contact_forces(self) -> None:
-        """cfrc_ext of every simulation, as Gymnasium's `mj_rnePostConstraint` after `mj_step` gives it
-        (it reads the state, the contacts and their forces, none of the randomized model fields)."""
+        """Clipped cfrc_ext of every simulation, as Gymnasium's `mj_rnePostConstraint` after `mj_step`
+        gives it (it reads the state, the contacts and their forces, none of the randomized model fields)."""
         for i in range(self.n):
             self.batch.get_data(i, self._scratch)
             mujoco.mj_rnePostConstraint(self._model, self._scratch)
-            self._cfrc[i] = self._scratch.cfrc_ext
+            np.clip(self._scratch.cfrc_ext, *self.rules.contact_range, out=self._forces[i])
 
     def observe(self, ids: np.ndarray | None = None) -> np.ndarray:
         """Privileged observations (n, Dp) float32: qpos[2:], qvel, clipped cfrc_ext[1:], parameters."""
         rows = slice(None) if ids is None else ids
         qpos, qvel, params = self._qpos[rows], self._qvel[rows], self._params[rows]
-        forces = np.clip(self._cfrc[rows, 1:], *self.rules.contact_range).reshape(len(qpos), -1)
+        forces = self._forces[rows, 1:].reshape(len(qpos), -1)
         return np.concatenate([qpos[:, 2:], qvel, forces, params], axis=1).astype(np.float32)
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -106,7 +108,7 @@ class BatchedAnt(BatchedTask):
         finite = np.isfinite(qpos).all(1) & np.isfinite(qvel).all(1)
         healthy = finite & (r.z_range[0] <= qpos[:, 2]) & (qpos[:, 2] <= r.z_range[1])  # (n,)
         rewards = x_velocity * r.forward_weight + healthy * r.healthy_reward  # the -v5 order of terms
-        contact = np.square(np.clip(self._cfrc, *r.contact_range)).reshape(self.n, -1).sum(1)
+        contact = np.square(self._forces).reshape(self.n, -1).sum(1)
         costs = r.ctrl_weight * np.square(act).sum(1) + r.contact_weight * contact
         truncated = self.elapsed >= self.max_steps
         return self.observe(), rewards - costs, ~healthy, truncated
