@@ -52,8 +52,8 @@ class Go2Env(MujocoEnv):
 
     def __init__(self, terrain: rough.Terrain | None = None, **kwargs: Any):
         self.terrain = terrain  # None: flat ground
-        obs_names = BASE_OBS if terrain is None else BASE_OBS + SCAN_OBS
-        obs_space = Box(-np.inf, np.inf, shape=(len(obs_names),), dtype=np.float64)
+        self.obs_names = BASE_OBS if terrain is None else BASE_OBS + SCAN_OBS
+        obs_space = Box(-np.inf, np.inf, shape=(len(self.obs_names),), dtype=np.float64)
         super().__init__(str(XML), FRAME_SKIP, observation_space=obs_space, **kwargs)
         self.action_space = Box(-ACTION_LIMIT, ACTION_LIMIT, shape=(self.model.nu,), dtype=np.float32)
         self.rules = Go2Rules(self.model, terrain)

@@ -80,9 +80,10 @@ class ProgressBar(BaseCallback):
         self.bar.update(self.num_timesteps - self.bar.n)
         return True
 
-    def show_eval(self, mean: float, best: float) -> None:
+    def show_eval(self, mean: float, best: float, **more: float) -> None:
         if self.bar is not None:
-            self.bar.set_postfix(eval=f"{mean:.1f}", best=f"{best:.1f}", refresh=False)
+            extra = {k: f"{v:.2f}" for k, v in more.items()}
+            self.bar.set_postfix(eval=f"{mean:.1f}", best=f"{best:.1f}", **extra, refresh=False)
 
     def _on_training_end(self) -> None:
         if self.bar is not None:
@@ -147,8 +148,13 @@ class EvalAndCheckpoint(BaseCallback):
             ("best_return", self.state.best_return),
         ):
             self.logger.record(f"eval/{key}", value)
+        more = {}
+        curriculum = getattr(self.training_env.unwrapped, "curriculum", None)  # teacher.terrain_curriculum
+        if curriculum is not None:
+            more["level"] = curriculum.mean()
+            self.logger.record("train/terrain_level", more["level"])
         self.logger.dump(n)
-        self.progress.show_eval(mean, self.state.best_return)
+        self.progress.show_eval(mean, self.state.best_return, **more)
 
     def save_last(self) -> None:
         venv = self.model.get_vec_normalize_env()

@@ -60,6 +60,9 @@ class TeacherConfig:
     # subtracted from the reward of a training step that ends in a fall (terminated, not timed out), after
     # the task's per-step clipping (legged_gym's termination term); 0: none. vec.FallPenalty
     fall_penalty: float = 0.0
+    # rough ground (task go2_rough): each training env's next terrain level one row harder after an episode
+    # it got through, one easier after a fall (legged_gym's terrain curriculum; curriculum.py)
+    terrain_curriculum: bool = False
     # record every training episode (student and privileged obs, executed actions, rewards, dynamics) in
     # <run_dir>/training.zarr, tagged by training step: the run's data outlives the agent (teacher/record.py)
     record_episodes: bool = False
@@ -70,6 +73,9 @@ class TeacherConfig:
     # episodes moves an evaluation by ~2.5, and `best` kept a 30M checkpoint that fell in 3.5% of 200
     # episodes over a last (40M, teacher.fall_penalty=5) that fell in 1.5% of 400 (docs/results.md)
     keep: str = "best"
+    # a trained teacher's folder (<run_dir>/teacher) to start a new run from, for the same robot on another
+    # task: inputs matched by name, new ones at zero weight (flat ground -> rough ground; warm_start.py)
+    init_from: str | None = None
     eval_freq: int = 10_000  # env steps between evaluations under randomization (0: only at the end)
     eval_episodes: int = 10  # per evaluation, on seeds separate from training
     checkpoint_freq: int = 10_000  # env steps between resumable checkpoints (0: only at the end)

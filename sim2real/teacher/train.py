@@ -30,9 +30,10 @@ from sim2real.teacher.callbacks import EvalAndCheckpoint, MetricWriter, Progress
 from sim2real.teacher.checkpoint import Checkpoints, TrainState
 from sim2real.teacher.evaluate import ExpertEvaluator
 from sim2real.teacher.hyperparams import TRAINABLE, sb3_kwargs
-from sim2real.teacher.policy import FORMAT, INFO, MODEL, NORMALIZER, load_teacher
+from sim2real.teacher.policy import FORMAT, INFO, MODEL, NORMALIZER, load_teacher, read_info
 from sim2real.teacher.record import RecordEpisodes
 from sim2real.teacher.vec import ObsNoise, make_training_env
+from sim2real.teacher.warm_start import warm_start
 
 EVAL_SEED_OFFSET = 1_000_000  # evaluation episodes never share seeds with training envs
 
@@ -86,6 +87,7 @@ def train(cfg: Config, out: Path) -> TrainResult:
         tc.command_period,
         tc.record_episodes,
         tc.fall_penalty,
+        tc.terrain_curriculum,
     )
     venv = VecNormalize(
         venv,
@@ -127,6 +129,8 @@ def _check(cfg: Config) -> None:
     ):
         if not ok:
             raise UserError(f"teacher.{name} is out of range")
+    if tc.init_from is not None:
+        read_info(tc.init_from)  # FileNotFoundError naming the folder
 
 
 def _resume_config(cfg: Config) -> dict[str, Any]:
@@ -140,6 +144,7 @@ def _resume_config(cfg: Config) -> dict[str, Any]:
         "algo": tc.algo,
         "normalize_obs": tc.normalize_obs,
         "clip_obs": tc.clip_obs,
+        "init_from": tc.init_from,
         tc.algo: algo,
     }
 
@@ -197,9 +202,12 @@ def _model(
         print(f"train-teacher: resuming from {checkpoints.dir} at step {model.num_timesteps}")
         return model
     try:
-        return algo("MlpPolicy", policy_env, seed=cfg.seed, device=_device(cfg), verbose=0, **kwargs)
+        model = algo("MlpPolicy", policy_env, seed=cfg.seed, device=_device(cfg), verbose=0, **kwargs)
     except (TypeError, ValueError, AssertionError) as e:
         raise UserError(f"teacher.{cfg.teacher.algo}.hyperparams: SB3 refused them: {e}") from e
+    if cfg.teacher.init_from is not None:
+        print(warm_start(model, venv, Path(cfg.teacher.init_from), cfg.task.name))
+    return model
 
 
 def _recorder(cfg: Config, state: TrainState) -> RecordEpisodes | None:

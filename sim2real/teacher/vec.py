@@ -19,6 +19,7 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepR
 
 import envs
 from envs import batched
+from sim2real.teacher.curriculum import TerrainCurriculum
 
 VEC_KINDS = ("auto", "batch", "dummy", "subproc")
 # below this many usable cores, worker processes only add IPC cost (measured: benchmarks/teacher.py)
@@ -81,13 +82,15 @@ def make_training_env(
     command_period: int | None = None,
     record: bool = False,
     fall_penalty: float = 0.0,
+    terrain_curriculum: bool = False,
 ) -> VecEnv:
     """`n_envs` randomized envs (env i seeded `seed + i`), with episode statistics for SB3's logs;
     `action_noise` > 0 perturbs every executed action (`ActionNoise`); `reset_pitch` starts every
     episode pitched by U(low, high) rad (batched planar tasks: `BatchedVecEnv`); `command_period`
-    redraws a commanded task's command that often (batched Go2); `record` hands every finished episode
-    out in its info (`teacher.record`; Gymnasium envs only: the batched simulation builds no student
-    observation)."""
+    redraws a commanded task's command that often (batched Go2); `terrain_curriculum` moves each env's
+    terrain level by how its episodes end (batched rough Go2: `TerrainCurriculum`); `record` hands every
+    finished episode out in its info (`teacher.record`; Gymnasium envs only: the batched simulation builds
+    no student observation)."""
     factory = functools.partial(make_privileged_env, task, ranges, record)
     kind = resolve_vec_kind(kind, n_envs, task, record)
     if record and kind == "batch":
@@ -95,13 +98,15 @@ def make_training_env(
             "teacher.record_episodes needs teacher.vec_env=dummy or subproc: the batched simulation "
             "builds no student observation"
         )
-    for name, value in (("reset_pitch", reset_pitch), ("command_period", command_period)):
+    batch_only = (("reset_pitch", reset_pitch), ("command_period", command_period))
+    for name, value in (*batch_only, ("terrain_curriculum", terrain_curriculum or None)):
         if value is not None and kind != "batch":
             raise ValueError(f"teacher.{name} needs the batched simulation (teacher.vec_env={kind})")
     if kind == "batch":
         venv: VecEnv = BatchedVecEnv(
-            task, ranges, n_envs, reset_pitch=reset_pitch, seed=seed, command_period=command_period
-        )
+            task, ranges, n_envs, reset_pitch=reset_pitch, seed=seed, command_period=command_period,
+            terrain_curriculum=terrain_curriculum,
+        )  # fmt: skip
     elif kind == "subproc":
         venv = SubprocVecEnv([factory] * n_envs)
     else:
@@ -208,8 +213,10 @@ class BatchedVecEnv(VecEnv):
         reset_pitch: Sequence[float] | None = None,
         seed: int = 0,
         command_period: int | None = None,
+        terrain_curriculum: bool = False,
     ):
         self.sim = batched.make(task, n_envs, ranges, nthread=nthread or usable_cores())
+        self.curriculum = TerrainCurriculum(task, ranges or {}, n_envs, seed) if terrain_curriculum else None
         if reset_pitch is not None and not self.sim.can_tilt:
             raise ValueError(f"teacher.reset_pitch: task {task!r} has no planar root pitch to tilt")
         if command_period is not None:
@@ -225,7 +232,7 @@ class BatchedVecEnv(VecEnv):
         self._actions = np.zeros((n_envs, self.sim.nu))
 
     def reset(self) -> VecEnvObs:
-        self.sim.reset(np.arange(self.num_envs), seeds=self._seeds)
+        self._reset_sims(np.arange(self.num_envs), self._seeds)
         self._tilt(np.arange(self.num_envs))
         self._reset_seeds()
         self.reset_infos = [{"dynamics": d.copy()} for d in self.sim.dynamics]
@@ -243,10 +250,23 @@ class BatchedVecEnv(VecEnv):
             infos[i]["terminal_observation"] = obs[i].copy()
             infos[i]["TimeLimit.truncated"] = bool(truncated[i] and not terminated[i])
         if ended.size:
-            self.sim.reset(ended)
+            if self.curriculum is not None:
+                self.curriculum.update(ended, terminated[ended] & ~truncated[ended])
+            self._reset_sims(ended)
             self._tilt(ended)
             obs[ended] = self.sim.observe(ended)
         return obs, reward.astype(np.float32), done, infos
+
+    def _reset_sims(self, ids: np.ndarray, seeds: Sequence[int | None] | None = None) -> None:
+        """New episodes in `ids`, each on its curriculum level where there is one (one call per level)."""
+        if self.curriculum is None:
+            self.sim.reset(ids, seeds=seeds)
+            return
+        levels = self.curriculum.levels[ids]  # (len(ids),)
+        for level in np.unique(levels):
+            k = np.flatnonzero(levels == level)
+            group_seeds = None if seeds is None else [seeds[j] for j in k]
+            self.sim.reset(ids[k], seeds=group_seeds, overrides=self.curriculum.overrides(ids[k[0]]))
 
     def _tilt(self, ids: np.ndarray) -> None:
         if self.reset_pitch is not None:

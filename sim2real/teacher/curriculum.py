@@ -1,0 +1,53 @@
+"""`teacher.terrain_curriculum`: each training env's next ground is as hard as its last episode allows.
+
+legged_gym's terrain curriculum: a robot that gets through its episode moves one row harder, one that
+falls one row easier, and one that gets through the hardest row starts again on a random row. Training
+then spends its steps where the teacher is learning (the uniform draw wastes most of them on rows it has
+mastered or cannot yet stand on), and still revisits every row. Only the training envs follow it:
+evaluation, collection and validation draw `terrain_level` from the task's range as always.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+import envs
+from envs import parameters, terrain
+
+PARAMETER = "terrain_level"
+STEP = 1.0 / (terrain.LEVELS - 1)  # one row of the map
+
+
+class TerrainCurriculum:
+    """Per-env terrain levels (n,): started in the lower half of the range, moved by how episodes end."""
+
+    def __init__(self, task: str, ranges: Mapping[str, Any], n_envs: int, seed: int):
+        table = parameters.make_ranges(dict(ranges), envs.task_ranges(task), task=task)
+        if PARAMETER not in table:
+            raise ValueError(f"teacher.terrain_curriculum: task {task!r} has no {PARAMETER!r} to move")
+        r = table[PARAMETER]
+        self.low, self.high = float(r.low), float(r.high)
+        self.rng = np.random.default_rng([seed, 0xC0C])  # its own stream: the envs' seeds are unchanged
+        middle = (self.low + self.high) / 2
+        self.levels = self._snap(self.rng.uniform(self.low, middle, n_envs))  # (n,)
+
+    def _snap(self, levels: np.ndarray) -> np.ndarray:
+        """Onto the map's rows inside the range."""
+        rows = np.round((levels - self.low) / STEP) * STEP + self.low
+        return np.clip(rows, self.low, self.high)
+
+    def update(self, ids: np.ndarray, fell: np.ndarray) -> None:
+        """Envs `ids` ended an episode; `fell` (len(ids),) whether each ended in a fall."""
+        through_top = ~fell & (self.levels[ids] >= self.high - 1e-9)
+        moved = self.levels[ids] + np.where(fell, -STEP, STEP)
+        restart = self.rng.uniform(self.low, self.high, ids.size)
+        self.levels[ids] = self._snap(np.where(through_top, restart, moved))
+
+    def overrides(self, i: int) -> dict[str, float]:
+        return {PARAMETER: float(self.levels[i])}
+
+    def mean(self) -> float:
+        return float(self.levels.mean())
