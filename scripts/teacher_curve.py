@@ -20,15 +20,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 
-def rollouts(run_dir: Path) -> list[dict]:
-    """Rows of the training log that carry episode statistics."""
+def rows_with(run_dir: Path, key: str) -> list[dict]:
+    """Rows of the training log that carry `key`."""
     path = run_dir / "logs" / "teacher" / "teacher.jsonl"
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [r for r in rows if not math.isnan(r.get("rollout/ep_rew_mean", float("nan")))]
+    return [r for r in rows if not math.isnan(r.get(key, float("nan")))]
 
 
 def plot(run_dir: Path, out: Path, title: str) -> Path:
-    roll = rollouts(run_dir)
+    roll = rows_with(run_dir, "rollout/ep_rew_mean")
     state = json.loads((run_dir / "teacher" / "checkpoints" / "state.json").read_text())
     evals = state["evals"]  # [step, mean, std]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
@@ -36,9 +36,17 @@ def plot(run_dir: Path, out: Path, title: str) -> Path:
               label="training episodes (stochastic)")  # fmt: skip
     left.errorbar([e[0] / 1e6 for e in evals], [e[1] for e in evals], yerr=[e[2] for e in evals], fmt="o",
                   ms=2.5, lw=0.6, label="evaluation (deterministic, mean ± std)")  # fmt: skip
-    left.axvline(state["best_step"] / 1e6, color="gray", ls=":", label="kept checkpoint")
+    info = run_dir / "teacher" / "teacher.json"  # the published teacher's checkpoint (teacher.keep)
+    kept = json.loads(info.read_text())["checkpoint_step"] if info.exists() else state["best_step"]
+    left.axvline(kept / 1e6, color="gray", ls=":", label="kept checkpoint")
     left.set(xlabel="env steps (M)", ylabel="episode return", title=title)
     left.legend(fontsize=7)
+    levels = rows_with(run_dir, "train/terrain_level")  # teacher.terrain_curriculum
+    if levels:
+        twin = left.twinx()
+        twin.plot([r["step"] / 1e6 for r in levels], [r["train/terrain_level"] for r in levels],
+                  color="tab:orange", lw=0.8)  # fmt: skip
+        twin.set_ylabel("training envs' mean terrain level", color="tab:orange")
     timed = [r for r in roll if "time/time_elapsed" in r]
     minutes = [r["time/time_elapsed"] / 60 for r in timed]
     right.plot(minutes, [r["rollout/ep_len_mean"] for r in timed], lw=0.8)
