@@ -19,9 +19,11 @@ def test_teacher_curve_draws_a_png_from_a_teacher_runs_logs(tmp_path):
          "time/time_elapsed": 3.0 * i}
         for i in range(1, 30)
     ] + [{"step": 60000, "train/loss": 0.1, "rollout/ep_rew_mean": float("nan")}]  # fmt: skip
+    rows += [{"step": 20480 * i, "eval/return_mean": 5.0, "train/terrain_level": 0.2 * i} for i in (1, 2)]
     (run / "logs" / "teacher" / "teacher.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
     state = {"best_step": 40960, "evals": [[20480, 5.0, 1.0], [40960, 9.0, 2.0]]}
     (run / "teacher" / "checkpoints" / "state.json").write_text(json.dumps(state))
+    (run / "teacher" / "teacher.json").write_text(json.dumps({"checkpoint_step": 59392}))  # teacher.keep=last
     out = tmp_path / "curve.png"
     script = ROOT / "scripts" / "teacher_curve.py"
     done = subprocess.run([sys.executable, str(script), str(run), str(out)], capture_output=True, text=True)
