@@ -24,7 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 import envs
-from envs import parameters
+from envs import parameters, terrain
 from envs.go2 import COMMAND_PERIOD  # control steps between command draws
 from sim2real.deploy import load_policy
 from sim2real.teacher.evaluate import EpisodeEnd, ExpertEvaluator
@@ -76,12 +76,25 @@ def _report(task: str, ends: list[EpisodeEnd], seed: int) -> None:
     print(f"falls {len(falls)}/{n} = {len(falls) / n:.1%} (95% interval {low:.1%} to {high:.1%})")
     causes = collections.Counter(c for _, e in falls for c in e.info.get("falls", ["terminated"]))
     print("causes:", dict(causes.most_common()))
+    _by_row(ends)
     go2 = task.startswith("go2")
     for i, e in falls:
         dyn = {k: round(v, 2) for k, v in e.info["dynamics"].items()}
         where = f"step {e.steps}" + (f" ({e.steps % COMMAND_PERIOD} after the command)" if go2 else "")
         command = f" command {np.round(e.privileged[9:12], 2)}" if go2 else ""
         print(f"  seed {seed + i}: {where} {e.info.get('falls', ['terminated'])}{command}\n    {dyn}")
+
+
+def _by_row(ends: list[EpisodeEnd]) -> None:
+    """Rough ground: falls per row of the terrain map (`terrain_level` 0 gentlest to 1 hardest)."""
+    levels = [e.info.get("dynamics", {}).get("terrain_level") for e in ends]
+    if any(level is None for level in levels):
+        return
+    rows = collections.defaultdict(lambda: [0, 0])  # row -> [falls, episodes]
+    for level, e in zip(levels, ends, strict=True):
+        row = rows[round(level * (terrain.LEVELS - 1))]
+        row[0], row[1] = row[0] + e.terminated, row[1] + 1
+    print("falls by terrain row:", ", ".join(f"{r}: {f}/{n}" for r, (f, n) in sorted(rows.items())))
 
 
 def main() -> None:

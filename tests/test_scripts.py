@@ -50,3 +50,23 @@ def test_episode_ends_counts_an_exported_policys_episodes_as_the_deploy_api_runs
         ret, done_ = ret + float(reward), terminated or truncated
     assert f"go2: 1 episodes (seeds 5+): return {ret:.2f}" in done.stdout
     assert f"falls {int(terminated)}/1" in done.stdout
+
+
+def test_episode_ends_counts_falls_per_terrain_row(capsys):
+    import importlib.util
+
+    import numpy as np
+
+    from sim2real.teacher.evaluate import EpisodeEnd
+
+    spec = importlib.util.spec_from_file_location("episode_ends", ROOT / "scripts" / "episode_ends.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    ends = [
+        EpisodeEnd(1.0, 10, fell, {"dynamics": {"terrain_level": level}}, np.zeros(3))
+        for level, fell in ((0.0, False), (0.1, True), (0.9, True), (1.0, False), (0.55, False))
+    ]
+    module._by_row(ends)
+    assert capsys.readouterr().out.strip() == "falls by terrain row: 0: 1/2, 2: 0/1, 4: 1/2"
+    module._by_row([*ends[:1], EpisodeEnd(1.0, 10, True, {"dynamics": {}}, np.zeros(3))])  # flat: no rows
+    assert capsys.readouterr().out == ""
