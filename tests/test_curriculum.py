@@ -58,3 +58,30 @@ def test_curriculum_is_refused_where_there_is_no_terrain_or_no_batch():
         make_training_env("go2", {}, 2, "batch", 0, terrain_curriculum=True)
     with pytest.raises(ValueError, match="terrain_curriculum needs the batched simulation"):
         make_training_env("go2_rough", {}, 2, "dummy", 0, terrain_curriculum=True)
+
+
+def test_a_resumed_run_continues_on_its_envs_saved_levels(tmp_path, monkeypatch):
+    import json
+
+    from sim2real.teacher.train import train
+    from tests.test_teacher import TINY_PPO, make_cfg
+
+    cfg = make_cfg(tmp_path, "task=go2_rough", *TINY_PPO, "teacher.eval_episodes=1")
+    assert cfg.teacher.terrain_curriculum  # the go2_rough default
+    train(cfg, tmp_path / "teacher")
+    state_path = tmp_path / "teacher" / "checkpoints" / "state.json"
+    state = json.loads(state_path.read_text())
+    assert len(state["terrain_levels"]) == 2 and all(0.0 <= v <= 0.5 for v in state["terrain_levels"])
+    state["terrain_levels"] = [1.0, 0.75]
+    state_path.write_text(json.dumps(state))
+    seen = []
+    original = BatchedVecEnv.reset
+
+    def spy(self):
+        seen.append(self.curriculum.levels.copy())
+        return original(self)
+
+    monkeypatch.setattr(BatchedVecEnv, "reset", spy)
+    cfg.teacher.total_timesteps = 512
+    train(cfg, tmp_path / "teacher")
+    np.testing.assert_array_equal(seen[-1], [1.0, 0.75])

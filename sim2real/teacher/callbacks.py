@@ -164,5 +164,8 @@ class EvalAndCheckpoint(BaseCallback):
                 float(venv.ret_rms.var),
                 float(venv.ret_rms.count),
             ]
+        curriculum = getattr(self.training_env.unwrapped, "curriculum", None)
+        if curriculum is not None:
+            self.state.terrain_levels = curriculum.levels.tolist()
         self.checkpoints.save_last(self.model, self.normalizer(), self.state, self.save_replay_buffer)
         self._last_ckpt = self.num_timesteps

@@ -32,6 +32,7 @@ class TrainState:
     best_step: int | None = None
     evals: list[list[float]] = field(default_factory=list)  # [step, mean return, std]
     reward_stats: list[float] | None = None  # VecNormalize return statistics [mean, var, count], if scaled
+    terrain_levels: list[float] | None = None  # teacher.terrain_curriculum: each training env's level
     resume_config: dict[str, Any] = field(default_factory=dict)
 
 

@@ -199,6 +199,7 @@ def _model(
             normalizer.restore_into(venv)
         if state.reward_stats is not None and venv.norm_reward:
             venv.ret_rms.mean, venv.ret_rms.var, venv.ret_rms.count = state.reward_stats
+        _restore_levels(venv, state)
         print(f"train-teacher: resuming from {checkpoints.dir} at step {model.num_timesteps}")
         return model
     try:
@@ -208,6 +209,14 @@ def _model(
     if cfg.teacher.init_from is not None:
         print(warm_start(model, venv, Path(cfg.teacher.init_from), cfg.task.name))
     return model
+
+
+def _restore_levels(venv: VecEnv, state: TrainState) -> None:
+    """A resumed curriculum continues on its envs' levels (the same number of envs; else it starts over)."""
+    curriculum = getattr(venv.unwrapped, "curriculum", None)
+    levels = state.terrain_levels
+    if curriculum is not None and levels is not None and len(levels) == len(curriculum.levels):
+        curriculum.levels[:] = levels
 
 
 def _recorder(cfg: Config, state: TrainState) -> RecordEpisodes | None:
