@@ -46,7 +46,7 @@ def run(path: Path, episodes: int, seed: int, nominal: bool, batch: int) -> None
     ends: list[EpisodeEnd] = []
     for first in tqdm(range(0, episodes, batch), desc=f"batches of {batch} episodes"):
         evaluator = ExpertEvaluator(teacher.task, None, min(batch, episodes - first), seed + first)
-        ends += evaluator.episodes(teacher, nominal)
+        ends += evaluator.episodes(teacher, nominal, metrics=True)
         evaluator.close()
     _report(teacher.task, ends, seed)
 
@@ -76,6 +76,7 @@ def _report(task: str, ends: list[EpisodeEnd], seed: int) -> None:
     print(f"falls {len(falls)}/{n} = {len(falls) / n:.1%} (95% interval {low:.1%} to {high:.1%})")
     causes = collections.Counter(c for _, e in falls for c in e.info.get("falls", ["terminated"]))
     print("causes:", dict(causes.most_common()))
+    _metrics(ends)
     _by_row(ends)
     go2 = task.startswith("go2")
     for i, e in falls:
@@ -83,6 +84,14 @@ def _report(task: str, ends: list[EpisodeEnd], seed: int) -> None:
         where = f"step {e.steps}" + (f" ({e.steps % COMMAND_PERIOD} after the command)" if go2 else "")
         command = f" command {np.round(e.privileged[9:12], 2)}" if go2 else ""
         print(f"  seed {seed + i}: {where} {e.info.get('falls', ['terminated'])}{command}\n    {dyn}")
+
+
+def _metrics(ends: list[EpisodeEnd]) -> None:
+    """The task's own metrics (the Go2's tracking errors), mean over the episodes that have them."""
+    names = sorted({k for e in ends for k in e.metrics})
+    if names:
+        means = {k: np.nanmean([e.metrics.get(k, np.nan) for e in ends]) for k in names}
+        print("metrics:", ", ".join(f"{k} {v:.3f}" for k, v in means.items()))
 
 
 def _by_row(ends: list[EpisodeEnd]) -> None:

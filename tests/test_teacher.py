@@ -248,3 +248,29 @@ def test_reset_pitch_outside_a_pitch_range_is_named(bad):
 
     with pytest.raises(UserError, match=r"teacher\.reset_pitch="):
         TeacherConfig(reset_pitch=bad)
+
+
+def test_evaluator_metrics_are_the_tasks_rule_on_the_episodes_trace(ppo_run):
+    import gymnasium as gym
+
+    import envs
+    from envs.spec import Trace
+    from sim2real.teacher.evaluate import ExpertEvaluator
+
+    run_dir, _ = ppo_run
+    teacher = load_teacher(run_dir / "teacher")
+    evaluator = ExpertEvaluator("pendulum", None, 2, seed=31)
+    ends = evaluator.episodes(teacher, metrics=True)
+    evaluator.close()
+    env = gym.make(envs.env_id("pendulum"))
+    for i, end in enumerate(ends):
+        obs, _ = env.reset(seed=31 + i)
+        privileged, rewards, done = [], [], False
+        while not done:
+            obs, reward, terminated, truncated, _ = env.step(teacher.act(obs["privileged"])[0])
+            privileged.append(obs["privileged"])
+            rewards.append(reward)
+            done = terminated or truncated
+        expected = envs.TASKS["pendulum"].metrics(Trace(np.stack(privileged), np.array(rewards), terminated))
+        assert expected and end.metrics == pytest.approx(expected, rel=1e-5)
+    assert ends[0].metrics != ends[1].metrics

@@ -6,7 +6,7 @@ returns it reports are those of the artifact other stages load.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
@@ -14,6 +14,7 @@ import numpy as np
 
 import envs
 from envs import parameters
+from envs.spec import Trace
 from sim2real.teacher.expert import Expert
 
 
@@ -27,6 +28,7 @@ class EpisodeEnd:
     terminated: bool
     info: dict[str, Any]
     privileged: np.ndarray  # (Dp,) after the last step
+    metrics: dict[str, float] = field(default_factory=dict)  # the task's (`episodes(metrics=True)`)
 
 
 class ExpertEvaluator:
@@ -40,13 +42,15 @@ class ExpertEvaluator:
         """Undiscounted return of each episode, (episodes,)."""
         return np.array([end.ret for end in self.episodes(expert, nominal)])
 
-    def episodes(self, expert: Expert, nominal: bool = False) -> list[EpisodeEnd]:
-        """Every episode to its end, the expert acting on all live ones at once."""
+    def episodes(self, expert: Expert, nominal: bool = False, metrics: bool = False) -> list[EpisodeEnd]:
+        """Every episode to its end, the expert acting on all live ones at once; `metrics`: with the task's
+        metrics (velocity tracking errors, ...), as validation computes them from the episode's trace."""
         options = {"dynamics": parameters.nominal(self.task)} if nominal else None
         obs = [
             env.reset(seed=self.seed + i, options=options)[0]["privileged"] for i, env in enumerate(self.envs)
         ]
         ends = [EpisodeEnd(0.0, 0, False, {}, o) for o in obs]
+        traces: list[list[tuple[np.ndarray, float]]] = [[] for _ in obs]  # per episode: (obs, reward) steps
         live = list(range(len(self.envs)))
         while live:
             actions = expert.act(np.stack([obs[i] for i in live]))  # (B, Da)
@@ -54,6 +58,8 @@ class ExpertEvaluator:
             for i, action in zip(live, actions, strict=True):
                 o, reward, terminated, truncated, info = self.envs[i].step(action)
                 obs[i] = o["privileged"]
+                if metrics:
+                    traces[i].append((obs[i], float(reward)))
                 end = ends[i]
                 end.ret, end.steps = end.ret + reward, end.steps + 1
                 if terminated or truncated:
@@ -61,6 +67,11 @@ class ExpertEvaluator:
                 else:
                     still.append(i)
             live = still
+        if metrics:
+            rule = envs.TASKS[self.task].metrics
+            for end, steps in zip(ends, traces, strict=True):
+                privileged, rewards = np.stack([p for p, _ in steps]), np.array([r for _, r in steps])
+                end.metrics = rule(Trace(privileged, rewards, end.terminated))
         return ends
 
     def close(self) -> None:
