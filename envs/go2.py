@@ -270,7 +270,7 @@ class Go2Rules:
                 sim.qvel[rows][:, self.dadr],
                 state.action[rows],
                 s[:, self.feet] / weight,
-                sim.qpos[rows, 2:3],
+                sim.qpos[rows, 2:3] - self.ground(sim.qpos[rows, None, :2]),  # above the ground under it
                 self.push_in_trunk(sim, state, rows),
                 *scan,
             ],
