@@ -83,3 +83,25 @@ def test_rough_go2_teacher_sees_the_ground_around_each_foot(env):
     np.testing.assert_allclose(scan, want.ravel(), rtol=1e-5, atol=1e-5)
     flat = gym.make("sim2real/Go2-v0")
     assert flat.unwrapped.privileged_dim == env.unwrapped.privileged_dim - len(go2.SCAN_OBS) - 1  # - level
+
+
+def test_rough_go2_base_height_is_above_the_ground_under_the_trunk_as_on_flat_ground(env):
+    """A flat teacher's base_height means the same on a stair top: world z there is ~0.2 m higher."""
+    column = go2.BASE_OBS.index("base_height")
+    heights = []
+    for seed in range(12):
+        obs, _ = env.reset(seed=seed, options={"dynamics": {**NOMINAL, "terrain_level": 1.0}})
+        for _ in range(25):
+            obs, *_ = env.step(np.zeros(12))
+        base = env.unwrapped.base
+        ground = base.terrain.height(base.data.qpos[None, :2])[0]
+        assert obs["privileged"][column] == pytest.approx(base.data.qpos[2] - ground, abs=1e-5)
+        heights.append((obs["privileged"][column], ground))
+    standing = gym.make("sim2real/Go2-v0")
+    flat_nominal = {**parameters.nominal("go2"), "obs_noise_scale": 0.0}
+    flat, _ = standing.reset(seed=0, options={"dynamics": flat_nominal})
+    for _ in range(25):
+        flat, *_ = standing.step(np.zeros(12))
+    assert max(g for _, g in heights) > 0.1  # some robots stand on high ground
+    for h, _ in heights:  # and every one reads the standing height it reads on flat ground
+        assert h == pytest.approx(flat["privileged"][column], abs=0.08)  # slopes, step edges: a few cm
