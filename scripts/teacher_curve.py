@@ -45,8 +45,8 @@ def plot(run_dir: Path, out: Path, title: str) -> Path:
     if levels:
         twin = left.twinx()
         twin.plot([r["step"] / 1e6 for r in levels], [r["train/terrain_level"] for r in levels],
-                  color="tab:orange", lw=0.8)  # fmt: skip
-        twin.set_ylabel("training envs' mean terrain level", color="tab:orange")
+                  color="tab:green", lw=0.8)  # fmt: skip
+        twin.set_ylabel("training envs' mean terrain level", color="tab:green")
     timed = [r for r in roll if "time/time_elapsed" in r]
     minutes = [r["time/time_elapsed"] / 60 for r in timed]
     right.plot(minutes, [r["rollout/ep_len_mean"] for r in timed], lw=0.8)
