@@ -62,9 +62,13 @@ class Terrain:
 
     def spawn(self, rng: np.random.Generator, level: float) -> np.ndarray:
         """(2,) a start near the centre of a random-kind tile of difficulty `level` in [0, 1]."""
-        row = round(float(np.clip(level, 0.0, 1.0)) * (LEVELS - 1))
         kind = int(rng.integers(len(KINDS)))
-        return self.tile_centre(row, kind) + rng.uniform(-SPAWN_SPREAD, SPAWN_SPREAD, size=2)
+        return self.tile_centre(row_of(level), kind) + rng.uniform(-SPAWN_SPREAD, SPAWN_SPREAD, size=2)
+
+
+def row_of(level: float) -> int:
+    """The map's row (0 gentlest to LEVELS - 1) an episode's `terrain_level` in [0, 1] starts on."""
+    return round(float(np.clip(level, 0.0, 1.0)) * (LEVELS - 1))
 
 
 def compile_with(xml: str, terrain: Terrain, floor: str = "floor") -> mujoco.MjModel:

@@ -101,7 +101,7 @@ def _by_row(ends: list[EpisodeEnd]) -> None:
         return
     rows = collections.defaultdict(lambda: [0, 0])  # row -> [falls, episodes]
     for level, e in zip(levels, ends, strict=True):
-        row = rows[round(level * (terrain.LEVELS - 1))]
+        row = rows[terrain.row_of(level)]
         row[0], row[1] = row[0] + e.terminated, row[1] + 1
     print("falls by terrain row:", ", ".join(f"{r}: {f}/{n}" for r, (f, n) in sorted(rows.items())))
 

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from sim2real.metrics import MetricLogger
 from sim2real.teacher.checkpoint import Checkpoints, TrainState
+from sim2real.teacher.curriculum import curriculum_of
 from sim2real.teacher.normalizer import ObsNormalizer
 from sim2real.teacher.policy import Teacher
 
@@ -149,7 +150,7 @@ class EvalAndCheckpoint(BaseCallback):
         ):
             self.logger.record(f"eval/{key}", value)
         more = {}
-        curriculum = getattr(self.training_env.unwrapped, "curriculum", None)  # teacher.terrain_curriculum
+        curriculum = curriculum_of(self.training_env)  # teacher.terrain_curriculum
         if curriculum is not None:
             more["level"] = curriculum.mean()
             self.logger.record("train/terrain_level", more["level"])
@@ -164,7 +165,7 @@ class EvalAndCheckpoint(BaseCallback):
                 float(venv.ret_rms.var),
                 float(venv.ret_rms.count),
             ]
-        curriculum = getattr(self.training_env.unwrapped, "curriculum", None)
+        curriculum = curriculum_of(self.training_env)
         if curriculum is not None:
             self.state.terrain_levels = curriculum.levels.tolist()
         self.checkpoints.save_last(self.model, self.normalizer(), self.state, self.save_replay_buffer)

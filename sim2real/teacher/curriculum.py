@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from stable_baselines3.common.vec_env import VecEnv
 
 import envs
 from envs import parameters, terrain
@@ -46,8 +47,15 @@ class TerrainCurriculum:
         restart = self.rng.uniform(self.low, self.high, ids.size)
         self.levels[ids] = self._snap(np.where(through_top, restart, moved))
 
-    def overrides(self, i: int) -> dict[str, float]:
-        return {PARAMETER: float(self.levels[i])}
+    @staticmethod
+    def overrides(level: float) -> dict[str, float]:
+        """The reset options that start an episode on `level`."""
+        return {PARAMETER: float(level)}
 
     def mean(self) -> float:
         return float(self.levels.mean())
+
+
+def curriculum_of(venv: VecEnv) -> TerrainCurriculum | None:
+    """The curriculum under a training env's wrappers, if it has one."""
+    return getattr(venv.unwrapped, "curriculum", None)

@@ -28,6 +28,7 @@ from sim2real.errors import UserError
 from sim2real.metrics import MetricLogger
 from sim2real.teacher.callbacks import EvalAndCheckpoint, MetricWriter, ProgressBar
 from sim2real.teacher.checkpoint import Checkpoints, TrainState
+from sim2real.teacher.curriculum import curriculum_of
 from sim2real.teacher.evaluate import ExpertEvaluator
 from sim2real.teacher.hyperparams import TRAINABLE, sb3_kwargs
 from sim2real.teacher.policy import FORMAT, INFO, MODEL, NORMALIZER, load_teacher, read_info
@@ -213,7 +214,7 @@ def _model(
 
 def _restore_levels(venv: VecEnv, state: TrainState) -> None:
     """A resumed curriculum continues on its envs' levels (the same number of envs; else it starts over)."""
-    curriculum = getattr(venv.unwrapped, "curriculum", None)
+    curriculum = curriculum_of(venv)
     levels = state.terrain_levels
     if curriculum is not None and levels is not None and len(levels) == len(curriculum.levels):
         curriculum.levels[:] = levels

@@ -98,9 +98,13 @@ def make_training_env(
             "teacher.record_episodes needs teacher.vec_env=dummy or subproc: the batched simulation "
             "builds no student observation"
         )
-    batch_only = (("reset_pitch", reset_pitch), ("command_period", command_period))
-    for name, value in (*batch_only, ("terrain_curriculum", terrain_curriculum or None)):
-        if value is not None and kind != "batch":
+    batch_only = {
+        "reset_pitch": reset_pitch is not None,
+        "command_period": command_period is not None,
+        "terrain_curriculum": terrain_curriculum,
+    }
+    for name, on in batch_only.items():
+        if on and kind != "batch":
             raise ValueError(f"teacher.{name} needs the batched simulation (teacher.vec_env={kind})")
     if kind == "batch":
         venv: VecEnv = BatchedVecEnv(
@@ -266,7 +270,7 @@ class BatchedVecEnv(VecEnv):
         for level in np.unique(levels):
             k = np.flatnonzero(levels == level)
             group_seeds = None if seeds is None else [seeds[j] for j in k]
-            self.sim.reset(ids[k], seeds=group_seeds, overrides=self.curriculum.overrides(ids[k[0]]))
+            self.sim.reset(ids[k], seeds=group_seeds, overrides=self.curriculum.overrides(level))
 
     def _tilt(self, ids: np.ndarray) -> None:
         if self.reset_pitch is not None:
