@@ -102,6 +102,8 @@ class Go2Env(MujocoEnv):
         self.rules.redraw(self._sim, self._state, [self.np_random])
         obs = self.rules.observe(self._sim, self._state)  # with the new command and push
         info = {"reward_terms": {k: float(v[0]) for k, v in terms.items()}}
+        if self.terrain is not None:  # the kind of ground under the trunk (stairs, slope, ...)
+            info["ground"] = self.terrain.kind_at(self.data.qpos[:2])
         if terminated[0]:  # which of the fall conditions ended it (a user's "why did it fall")
             falls = self.rules.falls_of(self._sim, self._sim.sensordata, self.rules.gravity(self._sim))
             info["falls"] = [name for name, hit in falls.items() if hit[0]]

@@ -60,6 +60,12 @@ class Terrain:
         hx, hy = self.half
         return np.array([-hx + BORDER + (kind + 0.5) * TILE, -hy + BORDER + (level + 0.5) * TILE])
 
+    def kind_at(self, xy: np.ndarray) -> str:
+        """The kind of tile under world point xy (2,), or "border" off the tiles: where a robot fell."""
+        hx, hy = self.half
+        col, row = int((xy[0] + hx - BORDER) // TILE), int((xy[1] + hy - BORDER) // TILE)
+        return KINDS[col] if 0 <= col < len(KINDS) and 0 <= row < LEVELS else "border"
+
     def spawn(self, rng: np.random.Generator, level: float) -> np.ndarray:
         """(2,) a start near the centre of a random-kind tile of difficulty `level` in [0, 1]."""
         kind = int(rng.integers(len(KINDS)))

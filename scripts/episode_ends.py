@@ -82,6 +82,7 @@ def _report(task: str, ends: list[EpisodeEnd], seed: int) -> None:
     for i, e in falls:
         dyn = {k: round(v, 2) for k, v in e.info["dynamics"].items()}
         where = f"step {e.steps}" + (f" ({e.steps % COMMAND_PERIOD} after the command)" if go2 else "")
+        where += f" on {e.info['ground']}" if "ground" in e.info else ""
         command = f" command {np.round(e.privileged[9:12], 2)}" if go2 else ""
         print(f"  seed {seed + i}: {where} {e.info.get('falls', ['terminated'])}{command}\n    {dyn}")
 
@@ -99,11 +100,17 @@ def _by_row(ends: list[EpisodeEnd]) -> None:
     levels = [e.info.get("dynamics", {}).get("terrain_level") for e in ends]
     if any(level is None for level in levels):
         return
-    rows = collections.defaultdict(lambda: [0, 0])  # row -> [falls, episodes]
-    for level, e in zip(levels, ends, strict=True):
-        row = rows[terrain.row_of(level)]
-        row[0], row[1] = row[0] + e.terminated, row[1] + 1
-    print("falls by terrain row:", ", ".join(f"{r}: {f}/{n}" for r, (f, n) in sorted(rows.items())))
+    rows = [terrain.row_of(level) for level in levels]
+    _tally("falls by terrain row", list(zip(rows, ends, strict=True)))
+    _tally("falls by the ground under the trunk at the end", [(e.info.get("ground", "?"), e) for e in ends])
+
+
+def _tally(title: str, groups: list[tuple[object, EpisodeEnd]]) -> None:
+    counts = collections.defaultdict(lambda: [0, 0])  # group -> [falls, episodes]
+    for group, e in groups:
+        counts[group][0] += e.terminated
+        counts[group][1] += 1
+    print(f"{title}:", ", ".join(f"{g}: {f}/{n}" for g, (f, n) in sorted(counts.items(), key=str)))
 
 
 def main() -> None:

@@ -55,6 +55,18 @@ def test_terrain_rows_get_harder_with_the_level():
     assert np.array_equal(terrain.generate(0).heights, t.heights)  # a function of its seed
 
 
+def test_terrain_names_the_kind_of_tile_under_a_point_and_the_border_off_the_tiles():
+    t = terrain.generate(0)
+    for level in range(terrain.LEVELS):
+        for k, kind in enumerate(terrain.KINDS):
+            centre = t.tile_centre(level, k)
+            assert t.kind_at(centre + terrain.TILE / 2 - 0.01) == kind  # a corner of the tile
+            assert t.kind_at(centre - terrain.TILE / 2 + 0.01) == kind
+    hx, hy = t.half
+    assert t.kind_at(np.array([0.0, -hy + 1.0])) == "border"
+    assert t.kind_at(np.array([hx + 5.0, 0.0])) == "border"  # past the map's edge
+
+
 @pytest.mark.parametrize("level", [0.0, 1.0])
 def test_rough_go2_starts_on_its_levels_row_above_the_ground_and_stands(env, level):
     env.reset(seed=4, options={"dynamics": {**NOMINAL, "terrain_level": level}})
@@ -64,8 +76,9 @@ def test_rough_go2_starts_on_its_levels_row_above_the_ground_and_stands(env, lev
     y0 = t.tile_centre(row, 0)[1]
     assert abs(base.data.qpos[1] - y0) <= terrain.TILE / 2  # on the row of its difficulty
     for _ in range(50):  # 1 s of the standing pose's targets
-        _obs, _, terminated, _, _ = env.step(np.zeros(12))
+        _obs, _, terminated, _, info = env.step(np.zeros(12))
         assert not terminated
+    assert info["ground"] == t.kind_at(base.data.qpos[:2]) != "border"  # where it stands, for fall reports
     feet = base.data.geom_xpos[base.rules.foot_geoms]  # (4, 3)
     soles = feet[:, 2] - base.model.geom_size[base.rules.foot_geoms, 0]
     assert np.all(soles >= t.height(feet[:, :2]) - 0.01)  # on the heightfield, not through it
