@@ -1,5 +1,5 @@
 """A teacher run's learning curve as a PNG: training and evaluation returns against env steps, and the
-training episodes' length against wall time (falls shorten them).
+training episodes' length against wall time (falls shorten them; a resumed run's time continues).
 
     python scripts/teacher_curve.py RUN_DIR OUT.png [--title TEXT]
 
@@ -27,6 +27,18 @@ def rows_with(run_dir: Path, key: str) -> list[dict]:
     return [r for r in rows if not math.isnan(r.get(key, float("nan")))]
 
 
+def training_minutes(elapsed: list[float]) -> list[float]:
+    """Wall time over the whole run: SB3's `time_elapsed` restarts at 0 in a resumed run, so each
+    segment continues from where the one before it stopped (the time between them not counted)."""
+    minutes, offset, last = [], 0.0, 0.0
+    for seconds in elapsed:
+        if seconds < last:
+            offset += last
+        last = seconds
+        minutes.append((offset + seconds) / 60)
+    return minutes
+
+
 def plot(run_dir: Path, out: Path, title: str) -> Path:
     roll = rows_with(run_dir, "rollout/ep_rew_mean")
     state = json.loads((run_dir / "teacher" / "checkpoints" / "state.json").read_text())
@@ -48,7 +60,7 @@ def plot(run_dir: Path, out: Path, title: str) -> Path:
                   color="tab:green", lw=0.8)  # fmt: skip
         twin.set_ylabel("training envs' mean terrain level", color="tab:green")
     timed = [r for r in roll if "time/time_elapsed" in r]
-    minutes = [r["time/time_elapsed"] / 60 for r in timed]
+    minutes = training_minutes([r["time/time_elapsed"] for r in timed])
     right.plot(minutes, [r["rollout/ep_len_mean"] for r in timed], lw=0.8)
     right.set(xlabel="wall time (min)", ylabel="training episode length (steps)",
               title="episode length (falls shorten it)")  # fmt: skip

@@ -52,21 +52,37 @@ def test_episode_ends_counts_an_exported_policys_episodes_as_the_deploy_api_runs
     assert f"falls {int(terminated)}/1" in done.stdout
 
 
-def test_episode_ends_counts_falls_per_terrain_row(capsys):
+def _script(name: str):
     import importlib.util
 
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_teacher_curve_continues_a_resumed_runs_wall_time():
+    minutes = _script("teacher_curve").training_minutes([60.0, 120.0, 30.0, 90.0, 15.0])
+    assert minutes == [1.0, 2.0, 2.5, 3.5, 3.75]  # SB3's clock restarted twice
+
+
+def test_episode_ends_counts_falls_per_terrain_row_and_kind_of_ground(capsys):
     import numpy as np
 
     from sim2real.teacher.evaluate import EpisodeEnd
 
-    spec = importlib.util.spec_from_file_location("episode_ends", ROOT / "scripts" / "episode_ends.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _script("episode_ends")
     ends = [
-        EpisodeEnd(1.0, 10, fell, {"dynamics": {"terrain_level": level}}, np.zeros(3))
-        for level, fell in ((0.0, False), (0.1, True), (0.9, True), (1.0, False), (0.55, False))
-    ]
+        EpisodeEnd(1.0, 10, fell, {"dynamics": {"terrain_level": level}, "ground": ground}, np.zeros(3))
+        for level, fell, ground in (
+            (0.0, False, "slope"), (0.1, True, "stairs"), (0.9, True, "stairs"), (1.0, False, "border"),
+            (0.55, False, "stairs"),
+        )
+    ]  # fmt: skip
     module._by_row(ends)
-    assert capsys.readouterr().out.strip() == "falls by terrain row: 0: 1/2, 2: 0/1, 4: 1/2"
+    assert capsys.readouterr().out.strip().splitlines() == [
+        "falls by terrain row: 0: 1/2, 2: 0/1, 4: 1/2",
+        "falls by the ground under the trunk at the end: border: 0/1, slope: 0/1, stairs: 2/3",
+    ]
     module._by_row([*ends[:1], EpisodeEnd(1.0, 10, True, {"dynamics": {}}, np.zeros(3))])  # flat: no rows
     assert capsys.readouterr().out == ""
