@@ -26,9 +26,8 @@ from tqdm import tqdm
 import envs
 from envs import parameters, terrain
 from envs.go2 import COMMAND_PERIOD  # control steps between command draws
-from envs.spec import Trace
 from sim2real.deploy import load_policy
-from sim2real.teacher.evaluate import EpisodeEnd, ExpertEvaluator
+from sim2real.teacher.evaluate import EpisodeEnd, ExpertEvaluator, task_metrics
 from sim2real.teacher.policy import load_teacher
 
 
@@ -56,7 +55,7 @@ def policy_episodes(export: Path, task: str, episodes: int, seed: int, nominal: 
     """Each episode of the exported policy, through the deploy API on the student observation."""
     policy, env = load_policy(export), gym.make(envs.env_id(task))
     options = {"dynamics": parameters.nominal(task)} if nominal else None
-    ends, rule = [], envs.TASKS[task].metrics
+    ends = []
     for i in tqdm(range(episodes), desc="episodes"):
         obs, _ = env.reset(seed=seed + i, options=options)
         policy.reset()
@@ -66,8 +65,7 @@ def policy_episodes(export: Path, task: str, episodes: int, seed: int, nominal: 
             end.ret, end.steps, done = end.ret + float(reward), end.steps + 1, terminated or truncated
             trace.append((obs["privileged"], float(reward)))
         end.terminated, end.info, end.privileged = bool(terminated), info, obs["privileged"]
-        privileged, rewards = np.stack([o for o, _ in trace]), np.array([r for _, r in trace])
-        end.metrics = rule(Trace(privileged, rewards, end.terminated))  # as validation computes them
+        end.metrics = task_metrics(task, trace, end.terminated)
         ends.append(end)
     env.close()
     return ends

@@ -31,6 +31,13 @@ class EpisodeEnd:
     metrics: dict[str, float] = field(default_factory=dict)  # the task's (`episodes(metrics=True)`)
 
 
+def task_metrics(task: str, steps: list[tuple[np.ndarray, float]], terminated: bool) -> dict[str, float]:
+    """The task's metrics of one episode from its (privileged obs, reward) steps, as validation computes
+    them (velocity tracking errors, ...)."""
+    privileged, rewards = np.stack([p for p, _ in steps]), np.array([r for _, r in steps])
+    return envs.TASKS[task].metrics(Trace(privileged, rewards, terminated))
+
+
 class ExpertEvaluator:
     """`episodes` envs kept open; every call replays the same seeds, so calls compare policies fairly."""
 
@@ -68,10 +75,8 @@ class ExpertEvaluator:
                     still.append(i)
             live = still
         if metrics:
-            rule = envs.TASKS[self.task].metrics
             for end, steps in zip(ends, traces, strict=True):
-                privileged, rewards = np.stack([p for p, _ in steps]), np.array([r for _, r in steps])
-                end.metrics = rule(Trace(privileged, rewards, end.terminated))
+                end.metrics = task_metrics(self.task, steps, end.terminated)
         return ends
 
     def close(self) -> None:
