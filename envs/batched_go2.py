@@ -59,6 +59,10 @@ class BatchedGo2(BatchedTask):
             self.state.start(int(i), self.dynamics[int(i)])
         self.state.dq[ids] = self.qvel[ids][:, self.rules.dadr]
 
+    def progress(self, ids: np.ndarray) -> np.ndarray:
+        """(len(ids),) the share of its commanded distance each row walked (`go2.State.progress`)."""
+        return self.state.progress(ids)
+
     def observe(self, ids: np.ndarray | None = None) -> np.ndarray:
         rows = slice(None) if ids is None else ids
         base = self.rules.observe(self, self.state, rows)  # (n, B)

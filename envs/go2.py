@@ -45,6 +45,7 @@ COMMAND_HIGH = np.array([1.0, 0.5, 1.0])
 COMMAND_PERIOD = 500  # control steps (10 s) between command draws
 PUSH_PERIOD, PUSH_STEPS = 150, 10  # a push every 3 s, lasting 0.2 s (strength: the episode's push_accel)
 STANDING_COMMAND_PROB = 0.1  # share of draws that command standing still
+MIN_COMMANDED = 1.0  # m: an episode that asked for less has no walking progress to judge (State.progress)
 RESET_JOINT_NOISE = 0.1  # rad, uniform, around the standing pose
 RESET_VEL_NOISE = 0.2  # m/s, uniform, trunk vx and vy
 
@@ -128,12 +129,15 @@ class State:
     push_accel: np.ndarray  # (n,) the episode's push strength, m/s²
     push: np.ndarray  # (n, 2) the push in force, world frame, m/s² of the nominal mass
     push_left: np.ndarray  # (n,) control steps it still lasts
+    commanded: np.ndarray  # (n,) metres the episode's commands asked for (while moving)
+    walked: np.ndarray  # (n,) metres walked along the commanded direction, body frame
 
     @classmethod
     def zeros(cls, n: int) -> State:
         return cls(
             np.zeros((n, 12)), np.zeros((n, 12)), np.zeros((n, 4)), np.zeros(n, dtype=np.int64),
-            np.ones((n, 2)), np.zeros(n), np.zeros((n, 2)), np.zeros(n, dtype=np.int64),
+            np.ones((n, 2)), np.zeros(n), np.zeros((n, 2)), np.zeros(n, dtype=np.int64), np.zeros(n),
+            np.zeros(n),
         )  # fmt: skip
 
     def start(self, row: int, dynamics: dict[str, float]) -> None:
@@ -142,6 +146,13 @@ class State:
         self.gains[row] = dynamics.get("kp_scale", 1.0), dynamics.get("kd_scale", 1.0)
         self.push_accel[row] = dynamics.get("push_accel", 0.0)
         self.push[row], self.push_left[row] = 0.0, 0
+        self.commanded[row], self.walked[row] = 0.0, 0.0
+
+    def progress(self, rows: np.ndarray) -> np.ndarray:
+        """(len(rows),) the share of its commanded distance each episode walked so far; NaN where the
+        commands asked for less than `MIN_COMMANDED` m (standing still, turning on the spot)."""
+        commanded = self.commanded[rows]
+        return np.where(commanded >= MIN_COMMANDED, self.walked[rows] / np.maximum(commanded, 1e-9), np.nan)
 
 
 class Go2Rules:
@@ -219,7 +230,11 @@ class Go2Rules:
         lin, ang, gravity = touch[:, self.lin_vel], touch[:, self.ang_vel], self.gravity(sim)
         command, dq = sim.userdata[:, :3], sim.qvel[:, self.dadr]
         first_contact = feet & (state.air_time > 0.0)
-        moving = np.linalg.norm(command[:, :2], axis=1) > 0.1
+        speed = np.linalg.norm(command[:, :2], axis=1)  # (n,)
+        moving = speed > 0.1
+        along = (lin[:, :2] * command[:, :2]).sum(1) / np.maximum(speed, 1e-9)  # (n,) m/s toward the command
+        state.commanded += np.where(moving, speed, 0.0) * self.dt
+        state.walked += np.where(moving, along, 0.0) * self.dt
         terms = {
             "tracking_lin_vel": np.exp(-np.square(command[:, :2] - lin[:, :2]).sum(1) / TRACKING_SIGMA),
             "tracking_ang_vel": np.exp(-np.square(command[:, 2] - ang[:, 2]) / TRACKING_SIGMA),

@@ -1,5 +1,6 @@
 """`teacher.terrain_curriculum`: training envs move up a row after an episode they get through, down after a
-fall, and restart on a random row past the hardest."""
+fall (or, with `teacher.curriculum_progress`, after one that did not walk its command), and restart on a
+random row past the hardest."""
 
 from __future__ import annotations
 
@@ -24,6 +25,31 @@ def test_levels_move_one_row_by_how_episodes_end_and_restart_past_the_top():
     assert len(set(tops)) > 1 and all(0.0 <= t <= 1.0 for t in tops)
     c.update(np.array([3]), np.array([True]))  # a fall never restarts
     assert c.levels[3] == pytest.approx(tops[-1] - STEP) or tops[-1] == 0.0
+
+
+def test_progress_rule_moves_down_episodes_that_did_not_walk_their_command():
+    c = TerrainCurriculum("go2_rough", {}, 4, seed=0, progress=0.5)
+    c.levels[:] = 0.5
+    # walked enough / too little without a fall / fell after walking / commands too short to judge
+    c.update(np.arange(4), np.array([False, False, True, False]), np.array([0.8, 0.2, 0.9, np.nan]))
+    np.testing.assert_allclose(c.levels, [0.75, 0.25, 0.25, 0.75])
+    with pytest.raises(ValueError, match="walked distance is needed"):
+        c.update(np.arange(4), np.zeros(4, bool))
+
+
+def test_a_robot_that_stands_still_under_walking_commands_is_not_promoted():
+    venv = BatchedVecEnv("go2_rough", {}, 4, seed=0, terrain_curriculum=True, curriculum_progress=0.5)
+    venv.seed(0)
+    venv.reset()
+    start = venv.curriculum.levels.copy()
+    walked = np.zeros(4)
+    for _ in range(1000):  # the standing pose held for the whole 20 s episode
+        walked = venv.sim.progress(np.arange(4))
+        _, _, done, infos = venv.step(np.zeros((4, venv.action_space.shape[0]), np.float32))
+    assert done.all() and not any(not i["TimeLimit.truncated"] for i in infos)
+    judged = ~np.isnan(walked)
+    assert judged.any() and np.all(np.abs(walked[judged]) < 0.1)
+    np.testing.assert_allclose(venv.curriculum.levels[judged], np.maximum(start[judged] - STEP, 0.0))
 
 
 def test_curriculum_respects_a_narrowed_range():
@@ -54,6 +80,11 @@ def test_training_episodes_start_on_their_curriculum_level():
 
 
 def test_curriculum_is_refused_where_there_is_no_terrain_or_no_batch():
+    from sim2real.checks import ConfigError
+    from sim2real.teacher.config import TeacherConfig
+
+    with pytest.raises(ConfigError, match=r"needs teacher\.terrain_curriculum"):
+        TeacherConfig(curriculum_progress=0.5)
     with pytest.raises(ValueError, match="no 'terrain_level'"):
         make_training_env("go2", {}, 2, "batch", 0, terrain_curriculum=True)
     with pytest.raises(ValueError, match="terrain_curriculum needs the batched simulation"):

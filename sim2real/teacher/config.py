@@ -61,8 +61,11 @@ class TeacherConfig:
     # the task's per-step clipping (legged_gym's termination term); 0: none. vec.FallPenalty
     fall_penalty: float = 0.0
     # rough ground (task go2_rough): each training env's next terrain level one row harder after an episode
-    # it got through, one easier after a fall (legged_gym's terrain curriculum; curriculum.py)
+    # it got through, one easier after a fall (curriculum.py)
     terrain_curriculum: bool = False
+    # with it, > 0: also one row easier after an episode that walked less than this share of its commanded
+    # distance, harder only at or above it (legged_gym judges distance: 0.5); 0: falls alone decide
+    curriculum_progress: float = 0.0
     # record every training episode (student and privileged obs, executed actions, rewards, dynamics) in
     # <run_dir>/training.zarr, tagged by training step: the run's data outlives the agent (teacher/record.py)
     record_episodes: bool = False
@@ -101,6 +104,10 @@ class TeacherConfig:
                 raise checks.ConfigError(f"{p}.reset_pitch={pair} must be [low, high] rad within [-pi, pi]")
             self.reset_pitch = [float(v) for v in pair]
         checks.positive(p, self, ("clip_obs",))
+        if not 0.0 <= self.curriculum_progress <= 1.0:
+            raise checks.ConfigError(f"{p}.curriculum_progress={self.curriculum_progress}: must be in [0, 1]")
+        if self.curriculum_progress > 0 and not self.terrain_curriculum:
+            raise checks.ConfigError(f"{p}.curriculum_progress needs {p}.terrain_curriculum=true")
         checks.at_least(p, self, 1, ("command_period",), optional=True)
         self.ppo.check("teacher.ppo")
         self.sac.check("teacher.sac")

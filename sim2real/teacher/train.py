@@ -89,6 +89,7 @@ def train(cfg: Config, out: Path) -> TrainResult:
         tc.record_episodes,
         tc.fall_penalty,
         tc.terrain_curriculum,
+        tc.curriculum_progress,
     )
     venv = VecNormalize(
         venv,

@@ -83,12 +83,14 @@ def make_training_env(
     record: bool = False,
     fall_penalty: float = 0.0,
     terrain_curriculum: bool = False,
+    curriculum_progress: float = 0.0,
 ) -> VecEnv:
     """`n_envs` randomized envs (env i seeded `seed + i`), with episode statistics for SB3's logs;
     `action_noise` > 0 perturbs every executed action (`ActionNoise`); `reset_pitch` starts every
     episode pitched by U(low, high) rad (batched planar tasks: `BatchedVecEnv`); `command_period`
     redraws a commanded task's command that often (batched Go2); `terrain_curriculum` moves each env's
-    terrain level by how its episodes end (batched rough Go2: `TerrainCurriculum`); `record` hands every
+    terrain level by how its episodes end, and by how far they walked with `curriculum_progress` > 0
+    (batched rough Go2: `TerrainCurriculum`); `record` hands every
     finished episode out in its info (`teacher.record`; Gymnasium envs only: the batched simulation builds
     no student observation)."""
     factory = functools.partial(make_privileged_env, task, ranges, record)
@@ -109,7 +111,7 @@ def make_training_env(
     if kind == "batch":
         venv: VecEnv = BatchedVecEnv(
             task, ranges, n_envs, reset_pitch=reset_pitch, seed=seed, command_period=command_period,
-            terrain_curriculum=terrain_curriculum,
+            terrain_curriculum=terrain_curriculum, curriculum_progress=curriculum_progress,
         )  # fmt: skip
     elif kind == "subproc":
         venv = SubprocVecEnv([factory] * n_envs)
@@ -218,9 +220,14 @@ class BatchedVecEnv(VecEnv):
         seed: int = 0,
         command_period: int | None = None,
         terrain_curriculum: bool = False,
+        curriculum_progress: float = 0.0,
     ):
         self.sim = batched.make(task, n_envs, ranges, nthread=nthread or usable_cores())
-        self.curriculum = TerrainCurriculum(task, ranges or {}, n_envs, seed) if terrain_curriculum else None
+        self.curriculum = None
+        if terrain_curriculum:
+            self.curriculum = TerrainCurriculum(task, ranges or {}, n_envs, seed, curriculum_progress)
+            if curriculum_progress > 0 and not hasattr(self.sim, "progress"):
+                raise ValueError(f"teacher.curriculum_progress: task {task!r} has no commanded walk")
         if reset_pitch is not None and not self.sim.can_tilt:
             raise ValueError(f"teacher.reset_pitch: task {task!r} has no planar root pitch to tilt")
         if command_period is not None:
@@ -255,7 +262,8 @@ class BatchedVecEnv(VecEnv):
             infos[i]["TimeLimit.truncated"] = bool(truncated[i] and not terminated[i])
         if ended.size:
             if self.curriculum is not None:
-                self.curriculum.update(ended, terminated[ended] & ~truncated[ended])
+                walked = self.sim.progress(ended) if self.curriculum.progress > 0 else None
+                self.curriculum.update(ended, terminated[ended] & ~truncated[ended], walked)
             self._reset_sims(ended)
             self._tilt(ended)
             obs[ended] = self.sim.observe(ended)
