@@ -31,7 +31,7 @@ def _go2(name: str, make: str) -> TaskSpec:
         f"envs.go2_env:{make}",
         1000,
         failed=fell,
-        metrics=velocity_tracking(lin_vel=0, ang_vel=3, command=9),
+        metrics=velocity_tracking(lin_vel=0, ang_vel=3, command=9, dt=0.02),
         ranges={"latency_steps": (0, 1)},
     )
 

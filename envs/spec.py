@@ -49,19 +49,30 @@ def upright_metric(column: int = 0, tail: float = 0.25) -> Callable[[Trace], dic
     return metrics
 
 
-def velocity_tracking(lin_vel: int, ang_vel: int, command: int) -> Callable[[Trace], dict[str, float]]:
+def velocity_tracking(
+    lin_vel: int, ang_vel: int, command: int, dt: float, min_commanded: float = 1.0
+) -> Callable[[Trace], dict[str, float]]:
     """RMS velocity-tracking errors of a commanded-velocity robot, from the privileged observation:
-    columns `lin_vel`.. (vx, vy, vz), `ang_vel`.. (wx, wy, wz), `command`.. (vx, vy, yaw rate)."""
+    columns `lin_vel`.. (vx, vy, vz), `ang_vel`.. (wx, wy, wz), `command`.. (vx, vy, yaw rate); and `walked`,
+    the share of the commanded distance covered along the command (body frame, control step `dt`): an error
+    near that of standing still can be a slow gait or none, `walked` tells which. NaN where the commands
+    asked for under `min_commanded` metres."""
 
     def metrics(trace: Trace) -> dict[str, float]:
         p = trace.privileged
         if not len(p):
-            return {"lin_vel_rmse": float("nan"), "yaw_rate_rmse": float("nan")}
-        lin_err = p[:, command : command + 2] - p[:, lin_vel : lin_vel + 2]  # (T, 2)
+            return {"lin_vel_rmse": float("nan"), "yaw_rate_rmse": float("nan"), "walked": float("nan")}
+        cmd, vel = p[:, command : command + 2], p[:, lin_vel : lin_vel + 2]  # (T, 2)
+        lin_err = cmd - vel  # (T, 2)
         yaw_err = p[:, command + 2] - p[:, ang_vel + 2]  # (T,)
+        speed = np.linalg.norm(cmd, axis=1)  # (T,)
+        moving = speed > 0.1
+        commanded = float(speed[moving].sum() * dt)
+        along = float(((cmd * vel).sum(1)[moving] / speed[moving]).sum() * dt)
         return {
             "lin_vel_rmse": float(np.sqrt(np.mean(np.sum(lin_err**2, axis=1)))),
             "yaw_rate_rmse": float(np.sqrt(np.mean(yaw_err**2))),
+            "walked": along / commanded if commanded >= min_commanded else float("nan"),
         }
 
     return metrics

@@ -127,6 +127,17 @@ def test_go2_tracking_metrics_measure_the_commanded_minus_actual_velocity():
     names = go2.BASE_OBS
     assert names[go2.LIN_VEL] == "base_lin_vel/x" and names[go2.ANG_VEL + 2] == "base_ang_vel/z"
     assert names[go2.COMMAND] == "command/vx"
+    assert np.isnan(metrics["walked"])  # 4 steps at 1 m/s: under the metre it takes to judge walking
+
+
+def test_go2_walked_share_tells_a_slow_gait_from_standing_still():
+    p = np.zeros((200, len(go2.BASE_OBS)))  # 4 s at 50 Hz
+    p[:, go2.COMMAND : go2.COMMAND + 2] = [0.6, -0.8]  # 1 m/s diagonally, 4 m commanded
+    p[:, go2.LIN_VEL : go2.LIN_VEL + 2] = [0.3, -0.4]  # half the commanded speed, on course
+    walked = lambda: envs.TASKS["go2"].metrics(Trace(p, np.zeros(200), False))["walked"]  # noqa: E731
+    assert walked() == pytest.approx(0.5)
+    p[:, go2.LIN_VEL : go2.LIN_VEL + 2] = [0.8, 0.6]  # as fast, at right angles to the command
+    assert walked() == pytest.approx(0.0)
 
 
 def test_batched_go2_redraws_commands_and_pushes_as_the_single_env_does():

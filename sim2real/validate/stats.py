@@ -6,6 +6,7 @@ teacher, 0 is acting at random, whatever the sign or scale of the task's reward.
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter, defaultdict
 
 import numpy as np
@@ -57,7 +58,10 @@ def _task_metrics(results: list[dict]) -> dict:
     names = sorted({k for r in results for k in r.get("metrics", {})})
     if not names:
         return {}
-    return {"task_metrics": {k: float(np.mean([r["metrics"][k] for r in results])) for k in names}}
+    with warnings.catch_warnings():  # a figure no episode has (NaN in all) stays NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        means = {k: float(np.nanmean([r["metrics"].get(k, np.nan) for r in results])) for k in names}
+    return {"task_metrics": means}
 
 
 def group(results: list[dict]) -> dict[str, dict[str, list[dict]]]:
