@@ -73,7 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     if not _available(STAGES[stage].target):
         print(f"sim2real: stage {stage!r} is planned but not built yet", file=sys.stderr)
         return 2
-    return _run_hydra(stage, rest)
+    from sim2real.deploy.signals import terminations
+
+    with terminations():  # SIGTERM/SIGHUP stop a stage as Ctrl-C does: checkpoint saved, resumable
+        return _run_hydra(stage, rest)
 
 
 def _run_hydra(stage: str, overrides: list[str]) -> int:

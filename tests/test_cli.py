@@ -34,3 +34,42 @@ def test_inspect_prints_student_and_privileged_contents():
     )
     assert out.returncode == 0, out.stderr
     assert "pole/cos" in out.stdout and "dynamics in force" in out.stdout and "privileged" in out.stdout
+
+
+def test_sigterm_stops_a_teacher_run_with_its_checkpoint_saved(tmp_path):
+    """`docker stop`, systemd or a closed session send SIGTERM/SIGHUP: the stage stops as on Ctrl-C, with a
+    checkpoint a rerun resumes from, not killed between checkpoints."""
+    import json
+    import signal
+    import time
+
+    run = tmp_path / "run"
+    cmd = [
+        sys.executable,
+        "-m",
+        "sim2real",
+        "train-teacher",
+        "task=pendulum",
+        f"run_dir={run}",
+        "logger=none",
+    ]
+    cmd += [
+        "teacher.algo=ppo",
+        "teacher.total_timesteps=10000000",
+        "teacher.eval_freq=0",
+        "teacher.progress=false",
+    ]
+    cmd += ["teacher.checkpoint_freq=100000000"]  # no periodic checkpoint: only the stop can write one
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (run / "logs").exists() and time.monotonic() < deadline:  # the stage has begun
+            time.sleep(0.2)
+        time.sleep(3.0)  # well into learning
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode != 0 and "interrupted at step" in out, out[-2000:]
+    state = json.loads((run / "teacher" / "checkpoints" / "state.json").read_text())
+    assert 0 < state["num_timesteps"] < 10_000_000

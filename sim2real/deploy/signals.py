@@ -58,6 +58,21 @@ def interrupts() -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def terminations() -> Iterator[None]:
+    """Within: SIGTERM and SIGHUP raise `Stopped` as SIGINT raises KeyboardInterrupt, so a long stage
+    (`sim2real train-teacher`, `distill`, ...) stopped by `docker stop`, systemd or a closed session saves its
+    checkpoint as Ctrl-C does. SIGINT keeps Python's own handling: a background job that ignores it still
+    does."""
+    old = None
+    if threading.current_thread() is threading.main_thread():
+        old = {s: signal.signal(s, lambda signum, _frame: _raise(signum)) for s in STOP_SIGNALS[1:]}
+    try:
+        yield
+    finally:
+        restore(old)
+
+
+@contextlib.contextmanager
 def shielded() -> Iterator[list[str]]:
     """Within: stop signals are noted (the yielded list gets their reasons), not raised, so cleanup
     that must finish (committing the log, the robot's stop message) is not interrupted."""
