@@ -44,32 +44,28 @@ def test_sigterm_stops_a_teacher_run_with_its_checkpoint_saved(tmp_path):
     import time
 
     run = tmp_path / "run"
-    cmd = [
-        sys.executable,
-        "-m",
-        "sim2real",
-        "train-teacher",
-        "task=pendulum",
-        f"run_dir={run}",
-        "logger=none",
-    ]
-    cmd += [
-        "teacher.algo=ppo",
-        "teacher.total_timesteps=10000000",
-        "teacher.eval_freq=0",
-        "teacher.progress=false",
-    ]
-    cmd += ["teacher.checkpoint_freq=100000000"]  # no periodic checkpoint: only the stop can write one
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    overrides = ["task=pendulum", f"run_dir={run}", "logger=none", "teacher.algo=ppo", "teacher.eval_freq=0"]
+    overrides += ["teacher.total_timesteps=10000000", "teacher.progress=false"]
+    overrides += ["teacher.checkpoint_freq=4096"]
+    state_path = run / "teacher" / "checkpoints" / "state.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sim2real", "train-teacher", *overrides],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
-        deadline = time.monotonic() + 120
-        while not (run / "logs").exists() and time.monotonic() < deadline:  # the stage has begun
-            time.sleep(0.2)
-        time.sleep(3.0)  # well into learning
+        deadline = time.monotonic() + 180
+        while not state_path.exists() and time.monotonic() < deadline:  # learning has begun
+            time.sleep(0.1)
+        first = json.loads(state_path.read_text())["num_timesteps"]
+        time.sleep(1.0)
+        written = state_path.stat().st_mtime_ns
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=60)
     finally:
         proc.kill()
     assert proc.returncode != 0 and "interrupted at step" in out, out[-2000:]
-    state = json.loads((run / "teacher" / "checkpoints" / "state.json").read_text())
-    assert 0 < state["num_timesteps"] < 10_000_000
+    step = int(out.split("interrupted at step ")[1].split(";")[0])
+    assert state_path.stat().st_mtime_ns > written  # the stop wrote the checkpoint
+    assert json.loads(state_path.read_text())["num_timesteps"] == step and first <= step < 10_000_000
