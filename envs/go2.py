@@ -25,6 +25,7 @@ import mujoco
 import numpy as np
 
 from envs import terrain as rough
+from envs.spec import along_command, walked_share
 
 XML = Path(__file__).parent / "assets" / "go2.xml"
 LEGS = ("FR", "FL", "RR", "RL")  # the vendor's motor order: leg x (hip, thigh, calf)
@@ -45,7 +46,6 @@ COMMAND_HIGH = np.array([1.0, 0.5, 1.0])
 COMMAND_PERIOD = 500  # control steps (10 s) between command draws
 PUSH_PERIOD, PUSH_STEPS = 150, 10  # a push every 3 s, lasting 0.2 s (strength: the episode's push_accel)
 STANDING_COMMAND_PROB = 0.1  # share of draws that command standing still
-MIN_COMMANDED = 1.0  # m: an episode that asked for less has no walking progress to judge (State.progress)
 RESET_JOINT_NOISE = 0.1  # rad, uniform, around the standing pose
 RESET_VEL_NOISE = 0.2  # m/s, uniform, trunk vx and vy
 
@@ -149,10 +149,9 @@ class State:
         self.commanded[row], self.walked[row] = 0.0, 0.0
 
     def progress(self, rows: np.ndarray) -> np.ndarray:
-        """(len(rows),) the share of its commanded distance each episode walked so far; NaN where the
-        commands asked for less than `MIN_COMMANDED` m (standing still, turning on the spot)."""
-        commanded = self.commanded[rows]
-        return np.where(commanded >= MIN_COMMANDED, self.walked[rows] / np.maximum(commanded, 1e-9), np.nan)
+        """(len(rows),) the share of its commanded distance each episode walked so far, as the task metric
+        `walked` counts it (`envs.spec.walked_share`: NaN under a metre commanded)."""
+        return walked_share(self.commanded[rows], self.walked[rows])
 
 
 class Go2Rules:
@@ -230,11 +229,10 @@ class Go2Rules:
         lin, ang, gravity = touch[:, self.lin_vel], touch[:, self.ang_vel], self.gravity(sim)
         command, dq = sim.userdata[:, :3], sim.qvel[:, self.dadr]
         first_contact = feet & (state.air_time > 0.0)
-        speed = np.linalg.norm(command[:, :2], axis=1)  # (n,)
-        moving = speed > 0.1
-        along = (lin[:, :2] * command[:, :2]).sum(1) / np.maximum(speed, 1e-9)  # (n,) m/s toward the command
-        state.commanded += np.where(moving, speed, 0.0) * self.dt
-        state.walked += np.where(moving, along, 0.0) * self.dt
+        speed, along = along_command(command[:, :2], lin[:, :2])  # (n,) m/s, zero when not moving
+        moving = speed > 0.0
+        state.commanded += speed * self.dt
+        state.walked += along * self.dt
         terms = {
             "tracking_lin_vel": np.exp(-np.square(command[:, :2] - lin[:, :2]).sum(1) / TRACKING_SIGMA),
             "tracking_ang_vel": np.exp(-np.square(command[:, 2] - ang[:, 2]) / TRACKING_SIGMA),

@@ -49,14 +49,33 @@ def upright_metric(column: int = 0, tail: float = 0.25) -> Callable[[Trace], dic
     return metrics
 
 
+MOVING_SPEED = 0.1  # m/s: a slower commanded planar speed is standing still (or turning on the spot)
+MIN_COMMANDED = 1.0  # m: an episode that asked for less has no walking to judge
+
+
+def along_command(cmd: np.ndarray, vel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Commanded planar speed and the speed along the command, (...,) m/s each from (..., 2) command and
+    velocity in one frame; both zero where the command is under `MOVING_SPEED`."""
+    speed = np.linalg.norm(cmd, axis=-1)
+    moving = speed > MOVING_SPEED
+    along = (cmd * vel).sum(-1) / np.maximum(speed, 1e-9)
+    return np.where(moving, speed, 0.0), np.where(moving, along, 0.0)
+
+
+def walked_share(commanded: np.ndarray | float, walked: np.ndarray | float) -> np.ndarray:
+    """The share of the commanded distance walked (metres each); NaN under `MIN_COMMANDED`."""
+    commanded = np.asarray(commanded, dtype=float)
+    return np.where(commanded >= MIN_COMMANDED, np.asarray(walked) / np.maximum(commanded, 1e-9), np.nan)
+
+
 def velocity_tracking(
-    lin_vel: int, ang_vel: int, command: int, dt: float, min_commanded: float = 1.0
+    lin_vel: int, ang_vel: int, command: int, dt: float
 ) -> Callable[[Trace], dict[str, float]]:
     """RMS velocity-tracking errors of a commanded-velocity robot, from the privileged observation:
     columns `lin_vel`.. (vx, vy, vz), `ang_vel`.. (wx, wy, wz), `command`.. (vx, vy, yaw rate); and `walked`,
     the share of the commanded distance covered along the command (body frame, control step `dt`): an error
     near that of standing still can be a slow gait or none, `walked` tells which. NaN where the commands
-    asked for under `min_commanded` metres."""
+    asked for under `MIN_COMMANDED` metres."""
 
     def metrics(trace: Trace) -> dict[str, float]:
         p = trace.privileged
@@ -65,14 +84,11 @@ def velocity_tracking(
         cmd, vel = p[:, command : command + 2], p[:, lin_vel : lin_vel + 2]  # (T, 2)
         lin_err = cmd - vel  # (T, 2)
         yaw_err = p[:, command + 2] - p[:, ang_vel + 2]  # (T,)
-        speed = np.linalg.norm(cmd, axis=1)  # (T,)
-        moving = speed > 0.1
-        commanded = float(speed[moving].sum() * dt)
-        along = float(((cmd * vel).sum(1)[moving] / speed[moving]).sum() * dt)
+        speed, along = along_command(cmd, vel)  # (T,), (T,)
         return {
             "lin_vel_rmse": float(np.sqrt(np.mean(np.sum(lin_err**2, axis=1)))),
             "yaw_rate_rmse": float(np.sqrt(np.mean(yaw_err**2))),
-            "walked": along / commanded if commanded >= min_commanded else float("nan"),
+            "walked": float(walked_share(speed.sum() * dt, along.sum() * dt)),
         }
 
     return metrics

@@ -30,12 +30,14 @@ def reason_of(signum: int) -> str:
     return signal.Signals(signum).name.lower()
 
 
-def install(handler: Callable[[int], None]) -> dict[int, object] | None:
-    """Route every stop signal to `handler(signum)`; returns the previous handlers (None off the main
-    thread, where Python cannot install handlers)."""
+def install(
+    handler: Callable[[int], None], signals: tuple[signal.Signals, ...] = STOP_SIGNALS
+) -> dict[int, object] | None:
+    """Route `signals` (every stop signal) to `handler(signum)`; returns the previous handlers (None off the
+    main thread, where Python cannot install handlers)."""
     if threading.current_thread() is not threading.main_thread():
         return None
-    return {s: signal.signal(s, lambda signum, _frame: handler(signum)) for s in STOP_SIGNALS}
+    return {s: signal.signal(s, lambda signum, _frame: handler(signum)) for s in signals}
 
 
 def restore(old: dict[int, object] | None) -> None:
@@ -63,9 +65,7 @@ def terminations() -> Iterator[None]:
     (`sim2real train-teacher`, `distill`, ...) stopped by `docker stop`, systemd or a closed session saves its
     checkpoint as Ctrl-C does. SIGINT keeps Python's own handling: a background job that ignores it still
     does."""
-    old = None
-    if threading.current_thread() is threading.main_thread():
-        old = {s: signal.signal(s, lambda signum, _frame: _raise(signum)) for s in STOP_SIGNALS[1:]}
+    old = install(_raise, (signal.SIGTERM, signal.SIGHUP))
     try:
         yield
     finally:
