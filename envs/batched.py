@@ -154,6 +154,12 @@ class BatchedTask:
     def can_tilt(self) -> bool:
         return self._pitch_adr is not None
 
+    def pitch(self) -> np.ndarray:
+        """(n,) root pitch in rad, unwrapped (a somersault reads ~2π)."""
+        if not self.can_tilt:
+            raise ValueError(f"task {self.task!r} has no planar root pitch joint ('rooty')")
+        return self._qpos[:, self._pitch_adr].copy()
+
     def tilt(self, ids: np.ndarray, angles: np.ndarray) -> None:
         """Add `angles` (len(ids),) rad to the root pitch of simulations `ids`, just after their reset:
         a start the nominal reset never gives (nose down, tail down), from which they drop and settle."""

@@ -204,3 +204,22 @@ def test_reset_pitch_is_refused_where_there_is_no_planar_pitch_or_no_batch():
         make_training_env("go2", {}, 2, "batch", seed=0, reset_pitch=(0.0, 1.0))
     with pytest.raises(ValueError, match="needs the batched simulation"):
         make_training_env("halfcheetah", {}, 2, "dummy", seed=0, reset_pitch=(0.0, 1.0))
+
+
+def test_max_pitch_ends_a_training_episode_as_a_fall_once_the_root_pitches_past_it():
+    venv = make_training_env("halfcheetah", {}, 2, "batch", seed=0, max_pitch=1.0)
+    venv.reset()
+    venv.venv.sim.tilt(np.array([1]), np.array([1.5]))  # env 1 nose down past the bound, env 0 upright
+    _, _, done, infos = venv.step(np.zeros((2, 6), dtype=np.float32))
+    assert done.tolist() == [False, True]
+    assert infos[1]["TimeLimit.truncated"] is False  # a fall, so teacher.fall_penalty applies
+    assert abs(infos[1]["terminal_observation"][1]) > 1.0  # rooty as it ended; the env restarted upright
+    assert abs(venv.venv.sim.pitch()[1]) <= 0.1
+    plain = make_training_env("halfcheetah", {}, 2, "batch", seed=0)
+    plain.reset()
+    plain.venv.sim.tilt(np.array([1]), np.array([1.5]))
+    assert not plain.step(np.zeros((2, 6), dtype=np.float32))[2].any()  # the task's own rules: no end
+    with pytest.raises(ValueError, match=r"go2.*no planar root pitch"):
+        make_training_env("go2", {}, 2, "batch", seed=0, max_pitch=1.0)
+    with pytest.raises(ValueError, match="needs the batched simulation"):
+        make_training_env("halfcheetah", {}, 2, "dummy", seed=0, max_pitch=1.0)

@@ -52,6 +52,11 @@ class TeacherConfig:
     # there, so the teacher learns to get up from poses its own runs rarely reach but its student's do
     # (HalfCheetah nose down at ~1.1 rad). Planar batched tasks (hopper, walker2d, halfcheetah); None: off
     reset_pitch: list[float] | None = None
+    # rad: a training episode ends (terminated, so `fall_penalty` applies) once the root pitch passes
+    # ±max_pitch, so the teacher learns to keep away from the somersault its students inherit (HalfCheetah
+    # teachers land on their backs in 0-27% of randomized episodes and cannot get up). Training envs only:
+    # evaluation, collection and validation keep the task's rules. Planar batched tasks; None: off
+    max_pitch: float | None = None
     # commanded tasks (Go2): control steps between command draws in training only (None: the task's own,
     # 500 = 10 s, one change per episode). Evaluation, collection and validation keep the task's period.
     # The Go2 teacher's falls come 0.3-1 s after a change; 10M more steps at 250 did not lower their rate
@@ -104,6 +109,7 @@ class TeacherConfig:
                 raise checks.ConfigError(f"{p}.reset_pitch={pair} must be [low, high] rad within [-pi, pi]")
             self.reset_pitch = [float(v) for v in pair]
         checks.positive(p, self, ("clip_obs",))
+        checks.positive(p, self, ("max_pitch",), optional=True)
         if not 0.0 <= self.curriculum_progress <= 1.0:
             raise checks.ConfigError(f"{p}.curriculum_progress={self.curriculum_progress}: must be in [0, 1]")
         if self.curriculum_progress > 0 and not self.terrain_curriculum:

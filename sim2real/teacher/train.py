@@ -90,6 +90,7 @@ def train(cfg: Config, out: Path) -> TrainResult:
         tc.fall_penalty,
         tc.terrain_curriculum,
         tc.curriculum_progress,
+        tc.max_pitch,
     )
     venv = VecNormalize(
         venv,

@@ -84,13 +84,15 @@ def make_training_env(
     fall_penalty: float = 0.0,
     terrain_curriculum: bool = False,
     curriculum_progress: float = 0.0,
+    max_pitch: float | None = None,
 ) -> VecEnv:
     """`n_envs` randomized envs (env i seeded `seed + i`), with episode statistics for SB3's logs;
     `action_noise` > 0 perturbs every executed action (`ActionNoise`); `reset_pitch` starts every
     episode pitched by U(low, high) rad (batched planar tasks: `BatchedVecEnv`); `command_period`
     redraws a commanded task's command that often (batched Go2); `terrain_curriculum` moves each env's
     terrain level by how its episodes end, and by how far they walked with `curriculum_progress` > 0
-    (batched rough Go2: `TerrainCurriculum`); `record` hands every
+    (batched rough Go2: `TerrainCurriculum`); `max_pitch` ends an episode whose root pitch passes it
+    (batched planar tasks); `record` hands every
     finished episode out in its info (`teacher.record`; Gymnasium envs only: the batched simulation builds
     no student observation)."""
     factory = functools.partial(make_privileged_env, task, ranges, record)
@@ -104,6 +106,7 @@ def make_training_env(
         "reset_pitch": reset_pitch is not None,
         "command_period": command_period is not None,
         "terrain_curriculum": terrain_curriculum,
+        "max_pitch": max_pitch is not None,
     }
     for name, on in batch_only.items():
         if on and kind != "batch":
@@ -112,6 +115,7 @@ def make_training_env(
         venv: VecEnv = BatchedVecEnv(
             task, ranges, n_envs, reset_pitch=reset_pitch, seed=seed, command_period=command_period,
             terrain_curriculum=terrain_curriculum, curriculum_progress=curriculum_progress,
+            max_pitch=max_pitch,
         )  # fmt: skip
     elif kind == "subproc":
         venv = SubprocVecEnv([factory] * n_envs)
@@ -221,6 +225,7 @@ class BatchedVecEnv(VecEnv):
         command_period: int | None = None,
         terrain_curriculum: bool = False,
         curriculum_progress: float = 0.0,
+        max_pitch: float | None = None,
     ):
         self.sim = batched.make(task, n_envs, ranges, nthread=nthread or usable_cores())
         self.curriculum = None
@@ -228,14 +233,16 @@ class BatchedVecEnv(VecEnv):
             self.curriculum = TerrainCurriculum(task, ranges or {}, n_envs, seed, curriculum_progress)
             if curriculum_progress > 0 and not hasattr(self.sim, "progress"):
                 raise ValueError(f"teacher.curriculum_progress: task {task!r} has no commanded walk")
-        if reset_pitch is not None and not self.sim.can_tilt:
-            raise ValueError(f"teacher.reset_pitch: task {task!r} has no planar root pitch to tilt")
+        for name, value in (("reset_pitch", reset_pitch), ("max_pitch", max_pitch)):
+            if value is not None and not self.sim.can_tilt:
+                raise ValueError(f"teacher.{name}: task {task!r} has no planar root pitch")
         if command_period is not None:
             if not hasattr(self.sim, "set_command_period"):
                 raise ValueError(f"teacher.command_period: task {task!r} has no resampled command")
             self.sim.set_command_period(command_period)
         self.reset_pitch = reset_pitch  # every episode starts pitched by U(low, high) rad (None: as reset)
         self._pitch_rng = np.random.default_rng([seed, 0x917C])  # its own stream: the envs' seeds unchanged
+        self.max_pitch = max_pitch  # |root pitch| past it ends a training episode as a fall (None: never)
         obs_space = gym.spaces.Box(-np.inf, np.inf, shape=(self.sim.obs_dim,), dtype=np.float32)
         low, high = self.sim.action_low.astype(np.float32), self.sim.action_high.astype(np.float32)
         act_space = gym.spaces.Box(low, high, dtype=np.float32)
@@ -254,6 +261,8 @@ class BatchedVecEnv(VecEnv):
 
     def step_wait(self) -> VecEnvStepReturn:
         obs, reward, terminated, truncated = self.sim.step(self._actions)
+        if self.max_pitch is not None:
+            terminated = terminated | (np.abs(self.sim.pitch()) > self.max_pitch)
         done = terminated | truncated
         infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
         ended = np.flatnonzero(done)
