@@ -6,7 +6,9 @@ without Gymnasium or MuJoCo (the robot-side runtime uses it).
 
 from __future__ import annotations
 
-from envs.spec import TaskSpec, fell, not_upright_at_end, upright_metric, velocity_tracking
+from typing import Any
+
+from envs.spec import TaskSpec, fell, flip_metric, not_upright_at_end, upright_metric, velocity_tracking
 
 # latency_steps counts control steps: one is 8 ms at 125 Hz (Hopper, Walker2d), 50 ms at 20 Hz (HalfCheetah,
 # Ant). Their teachers act on the undelayed state and break when fed their own observation one step late
@@ -16,9 +18,10 @@ from envs.spec import TaskSpec, fell, not_upright_at_end, upright_metric, veloci
 NO_LATENCY = {"latency_steps": (0, 0)}
 
 
-def _locomotion(name: str, task: str) -> TaskSpec:
+def _locomotion(name: str, task: str, **rules: Any) -> TaskSpec:
     """A Gymnasium `-v5` locomotion task: 1,000 steps, failed when it falls, no sensor latency."""
-    return TaskSpec(f"sim2real/{name}-v0", f"envs.{task}:make_task", 1000, failed=fell, ranges=NO_LATENCY)
+    entry = f"envs.{task}:make_task"
+    return TaskSpec(f"sim2real/{name}-v0", entry, 1000, failed=fell, ranges=NO_LATENCY, **rules)
 
 
 def _go2(name: str, make: str) -> TaskSpec:
@@ -48,7 +51,8 @@ TASKS: dict[str, TaskSpec] = {
     ),
     "hopper": _locomotion("Hopper", "hopper"),
     "walker2d": _locomotion("Walker2d", "walker2d"),
-    "halfcheetah": _locomotion("HalfCheetah", "halfcheetah"),
+    # never terminates: whether it went over is a metric (column 1: rooty, -v5's obs after rootz)
+    "halfcheetah": _locomotion("HalfCheetah", "halfcheetah", metrics=flip_metric(pitch=1)),
     "ant": _locomotion("Ant", "ant"),
     "go2": _go2("Go2", "make_task"),
     "go2_rough": _go2("Go2Rough", "make_rough_task"),  # envs.terrain's bumps, slopes, stairs, blocks

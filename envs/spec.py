@@ -94,6 +94,25 @@ def velocity_tracking(
     return metrics
 
 
+def flip_metric(pitch: int) -> Callable[[Trace], dict[str, float]]:
+    """A planar runner that never terminates (HalfCheetah): `flipped` (1 when the root pitch, privileged
+    column `pitch`, unwrapped, passed ±π/2 at any step: it went over) and `on_back` (the share of steps with
+    the wrapped pitch past ±π/2). A flipped cheetah lies or runs on its back for the rest of its episode,
+    the failure its students' low returns come from; the return alone does not name it."""
+
+    def metrics(trace: Trace) -> dict[str, float]:
+        angle = trace.privileged[:, pitch]  # (T,) rad, unwrapped
+        if not len(angle):
+            return {"flipped": float("nan"), "on_back": float("nan")}
+        wrapped = np.angle(np.exp(1j * angle))  # (T,) in (-π, π]
+        return {
+            "flipped": float(np.abs(angle).max() > np.pi / 2),
+            "on_back": float(np.mean(np.abs(wrapped) > np.pi / 2)),
+        }
+
+    return metrics
+
+
 def no_metrics(trace: Trace) -> dict[str, float]:
     return {}
 

@@ -12,6 +12,7 @@ import pytest
 import envs
 from envs import parameters
 from envs.observations import PREV_ACTION_PREFIX, student_vector
+from envs.spec import Trace
 
 NOMINAL, PHYSICAL = parameters.nominal(), parameters.physical()
 
@@ -172,3 +173,20 @@ def test_observation_builder_imports_without_gymnasium_or_mujoco():
 def test_robot_side_builder_names_a_missing_reading():
     with pytest.raises(KeyError, match="pole/sin"):
         student_vector({"pole/cos": 1.0}, ("pole/cos", "pole/sin", "prev_action/torque"), np.zeros(1))
+
+
+def test_halfcheetah_metrics_name_an_episode_that_went_over_onto_its_back():
+    def episode(pitch: float) -> dict[str, float]:
+        env = gym.make("sim2real/HalfCheetah-v0")
+        env.reset(seed=3)
+        base = env.unwrapped.base
+        qpos, qvel = base.data.qpos.copy(), base.data.qvel.copy()
+        qpos[2] = pitch  # rooty
+        base.set_state(qpos, qvel)
+        rows = [env.step(np.zeros(6))[0]["privileged"] for _ in range(40)]
+        trace = Trace(privileged=np.array(rows), reward=np.zeros(40), terminated=False)  # (40, Dp)
+        return envs.spec("halfcheetah").metrics(trace)
+
+    upright, on_back = episode(0.0), episode(3.0)
+    assert upright == {"flipped": 0.0, "on_back": 0.0}
+    assert on_back["flipped"] == 1.0 and on_back["on_back"] > 0.9  # dropped on its back, it stays there
