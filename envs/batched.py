@@ -156,17 +156,18 @@ class BatchedTask:
 
     def pitch(self) -> np.ndarray:
         """(n,) root pitch in rad, unwrapped (a somersault reads ~2π)."""
-        if not self.can_tilt:
-            raise ValueError(f"task {self.task!r} has no planar root pitch joint ('rooty')")
-        return self._qpos[:, self._pitch_adr].copy()
+        return self._qpos[:, self._pitch_column()].copy()
 
     def tilt(self, ids: np.ndarray, angles: np.ndarray) -> None:
         """Add `angles` (len(ids),) rad to the root pitch of simulations `ids`, just after their reset:
         a start the nominal reset never gives (nose down, tail down), from which they drop and settle."""
-        if not self.can_tilt:
-            raise ValueError(f"task {self.task!r} has no planar root pitch joint ('rooty') to tilt")
-        self._qpos[ids, self._pitch_adr] += angles
+        self._qpos[ids, self._pitch_column()] += angles
         self.batch.forward(ids)
+
+    def _pitch_column(self) -> int:
+        if self._pitch_adr is None:
+            raise ValueError(f"task {self.task!r} has no planar root pitch joint ('rooty')")
+        return self._pitch_adr
 
     def _rules_of(self, base: Any) -> Any:
         """The rules this class evaluates, read from the single env's base."""

@@ -65,13 +65,9 @@ def _stage_time(manifest: dict, name: str) -> str:
 
 def _commits(stages: list[tuple[dict, str]]) -> str:
     """The commit(s) the stages ran at: seeded runs differ across commits, so a row names its own."""
-    shas = []
-    for m, _ in stages:
-        code = m.get("code", {})
-        sha = (code.get("git_sha") or "?")[:7] + ("+dirty" if code.get("dirty") else "")
-        if m and sha not in shas:
-            shas.append(sha)
-    return ", ".join(shas) or "?"
+    codes = [m.get("code", {}) for m, _ in stages if m]
+    shas = [(c.get("git_sha") or "?")[:7] + ("+dirty" if c.get("dirty") else "") for c in codes]
+    return ", ".join(dict.fromkeys(shas)) or "?"  # each commit once, in stage order
 
 
 BEGIN, END = "<!-- results_table: begin -->", "<!-- results_table: end -->"
