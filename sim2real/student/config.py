@@ -94,12 +94,19 @@ class DistillConfig:
     dagger_steps: int = 400
     dagger_beta: float = 0.5  # β of round 1
     dagger_beta_decay: float = 0.5  # β of round r = dagger_beta · decay^(r-1)
+    # the expert takes the controls for `dagger_takeover_hold` steps where the student's action strays
+    # from its own by more than this (RMS over the action, in half-ranges; student/rollout.py Takeover),
+    # so rounds stay out of failures the expert cannot undo; 0: off
+    dagger_takeover: float = 0.0
+    dagger_takeover_hold: int = 10
 
     def __post_init__(self) -> None:
         p = "distill"
         checks.at_least(p, self, 0, ("steps", "warmup_steps", "val_every", "eval_every", "eval_episodes"))
         checks.at_least(p, self, 0, ("checkpoint_every", "threads", "dagger_rounds", "weight_decay"))
         checks.at_least(p, self, 1, ("batch_size", "log_every", "dagger_episodes", "dagger_steps"))
+        checks.at_least(p, self, 0, ("dagger_takeover",))
+        checks.at_least(p, self, 1, ("dagger_takeover_hold",))
         checks.positive(p, self, ("lr", "grad_clip", "ddp_timeout_s"))
         checks.in_range(p, self, "min_lr_ratio", 0.0, 1.0)
         checks.in_range(p, self, "val_fraction", 0.0, 1.0, high_open=True)

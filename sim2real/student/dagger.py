@@ -18,7 +18,7 @@ from sim2real.config import Config
 from sim2real.data.store import DemoStore
 from sim2real.errors import UserError
 from sim2real.student.config import DistillConfig
-from sim2real.student.rollout import rollout_seeds
+from sim2real.student.rollout import Takeover, rollout_seeds
 from sim2real.teacher.expert import Expert
 
 SOURCE_KIND = "dagger"
@@ -55,15 +55,26 @@ def collect_round(model: nn.Module, expert: Expert, cfg: Config, store: Path, r:
     beta = beta_for_round(dc, r)
     seeds = round_seeds(cfg.seed, r, dc.dagger_episodes)
     rng = np.random.default_rng([cfg.seed, r])
-    episodes = rollout_seeds(cfg.task.name, cfg.task.ranges(), seeds, model, expert, beta, rng)
+    takeover = Takeover(dc.dagger_takeover, dc.dagger_takeover_hold) if dc.dagger_takeover > 0 else None
+    ranges = cfg.task.ranges()
+    episodes = rollout_seeds(cfg.task.name, ranges, seeds, model, expert, beta, rng, takeover=takeover)
     source = {"kind": SOURCE_KIND, "round": r, "beta": beta, "expert": expert.name, "seed": cfg.seed}
+    if takeover is not None:
+        source.update(takeover=takeover.threshold, takeover_hold=takeover.hold)
     with DemoStore.open(store, "a") as demos:
         demos.append_episodes(episodes, source=source)
+        half = (np.asarray(demos.spec.action_high) - np.asarray(demos.spec.action_low)) / 2  # (Da,)
     returns = np.array([ep.ret for ep in episodes])
-    agree = np.concatenate([np.isclose(ep.action, ep.expert_action).all(-1) for ep in episodes])
+    executed = np.concatenate([ep.action for ep in episodes])  # (T, Da)
+    labels = np.concatenate([ep.expert_action for ep in episodes])  # (T, Da)
+    gap = np.sqrt(np.mean(((executed - labels) / half) ** 2, axis=-1))  # (T,) in half-ranges
+    student = gap > 1e-6  # (T,) steps where the student's own action was executed
     return {
         "dagger/round": r,
         "dagger/beta": beta,
         "dagger/return_mean": float(returns.mean()),
-        "dagger/expert_step_fraction": float(agree.mean()),
+        "dagger/expert_step_fraction": float(1.0 - student.mean()),
+        # how far the student's executed actions are from the labels: what `dagger_takeover` compares
+        "dagger/student_gap_mean": float(gap[student].mean()) if student.any() else 0.0,
+        "dagger/student_gap_p99": float(np.quantile(gap[student], 0.99)) if student.any() else 0.0,
     }

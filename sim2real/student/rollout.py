@@ -7,6 +7,7 @@ measured here are those of the deployed recurrence, not of a training-time appro
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -17,6 +18,28 @@ from torch import nn
 import envs  # registers the tasks
 from sim2real.data.schema import Episode, EpisodeTrace
 from sim2real.teacher.expert import Expert
+
+
+@dataclass(frozen=True)
+class Takeover:
+    """The expert takes the controls where the student strays (HG-DAgger, SafeDAgger): once the RMS of
+    (student − expert) / action half-range passes `threshold`, the expert's action is executed for `hold`
+    steps. DAgger then labels the states a slightly wrong student reaches, not the ones past a failure
+    it cannot come back from (a cheetah on its back), where the expert's labels teach nothing."""
+
+    threshold: float
+    hold: int = 1
+
+
+def _takeover(act: np.ndarray, label: np.ndarray, low, high, rule: Takeover, left: np.ndarray):
+    """Which envs (n,) execute the expert now, from actions (n, Da) as executed (clipped); `left` (n,)
+    counts each env's remaining held steps and is updated."""
+    gap = np.clip(act, low, high) - np.clip(label, low, high)  # (n, Da)
+    dev = np.sqrt(np.mean((2 * gap / (high - low)) ** 2, axis=-1))  # (n,)
+    left[dev > rule.threshold] = rule.hold
+    take = left > 0  # (n,)
+    left[take] -= 1
+    return take
 
 
 def make_envs(task: str, ranges: dict[str, Any] | None, n: int) -> list[gym.Env]:
@@ -32,17 +55,21 @@ def rollout(
     beta: float = 0.0,
     rng: np.random.Generator | None = None,
     noise: float = 0.0,
+    takeover: Takeover | None = None,
 ) -> list[Episode]:
     """Run one episode per seed (len(seeds) ≤ len(env_list)) in lockstep.
 
     At every step the expert's action is executed with probability `beta` (needs `expert`), the
     student's otherwise (needs `student` when beta < 1); the expert labels every visited state.
     `noise`: Gaussian exploration of that std × the action half-range on the student's actions.
+    `takeover`: the expert also acts where the student's action strays from its own (needs `expert`).
     """
     if student is None and beta < 1.0:
         raise ValueError("rollout: a student is needed when beta < 1")
     if expert is None and beta > 0.0:
         raise ValueError("rollout: an expert is needed when beta > 0")
+    if expert is None and takeover is not None:
+        raise ValueError("rollout: an expert is needed for a takeover")
     rng = rng or np.random.default_rng(0)
     n = len(seeds)
     env_list = env_list[:n]
@@ -57,6 +84,7 @@ def rollout(
     device = next(student.parameters()).device if student is not None else None
     state = torch.zeros(n, student.state_size(), device=device) if student is not None else None
     live = np.ones(n, dtype=bool)
+    held = np.zeros(n, dtype=np.int64)  # (n,) steps the expert still holds the controls
     while live.any():
         s_obs = np.stack([o["student"] for o in obs])  # (n, Ds)
         p_obs = np.stack([o["privileged"] for o in obs])  # (n, Dp)
@@ -66,9 +94,12 @@ def rollout(
             act = action.float().cpu().numpy()  # (n, Da)
             if noise > 0.0:
                 act = act + noise * (high - low) / 2 * rng.standard_normal(act.shape)
+            use_expert = np.zeros(n, dtype=bool)  # (n,)
             if label is not None and beta > 0.0:
                 use_expert = rng.random(n) < beta  # (n,) β-mixture per step
-                act = np.where(use_expert[:, None], label, act)
+            if takeover is not None:
+                use_expert |= _takeover(act, label, low, high, takeover, held)
+            act = np.where(use_expert[:, None], label, act) if label is not None else act
         else:
             act = label
         act = np.clip(act, low, high).astype(np.float32)  # what the env executes
@@ -93,6 +124,7 @@ def rollout_seeds(
     rng: np.random.Generator | None = None,
     noise: float = 0.0,
     n_envs: int = 25,
+    takeover: Takeover | None = None,
 ) -> list[Episode]:
     """One episode per seed, `n_envs` at a time in lockstep (`rollout`), in envs made and closed here."""
     env_list = make_envs(task, ranges, min(n_envs, len(seeds)))
@@ -100,7 +132,7 @@ def rollout_seeds(
         out: list[Episode] = []
         for start in range(0, len(seeds), len(env_list)):
             chunk = seeds[start : start + len(env_list)]
-            out += rollout(env_list, chunk, student, expert, beta, rng, noise)
+            out += rollout(env_list, chunk, student, expert, beta, rng, noise, takeover)
         return out
     finally:
         for env in env_list:

@@ -330,7 +330,8 @@ class Trainer:
             self.logger.log(stats, self.step)
             self._say(
                 f"dagger round {r}: {self.num_eps - before} episodes appended (β={stats['dagger/beta']:.2f}, "
-                f"mixture return {stats['dagger/return_mean']:.1f})"
+                f"mixture return {stats['dagger/return_mean']:.1f}, "
+                f"expert steps {stats['dagger/expert_step_fraction']:.2f})"
             )
         self.checkpoint()
 
