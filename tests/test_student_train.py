@@ -195,6 +195,14 @@ def test_auxiliary_privileged_head_learns_the_state_and_stays_out_of_the_export(
     assert torch.allclose(model.normalizer.unaction(window), action, atol=1e-5)
 
 
+def test_mlp_student_distils_from_a_store_and_acts(tmp_path, store):
+    cfg = make_cfg(tmp_path, "student.arch=mlp", "distill.steps=10")
+    Trainer(cfg, store, tmp_path / "student").fit()
+    model = load_student(tmp_path / "student")
+    obs = torch.zeros(1, 3, model.cfg.obs_dim)  # (B, T, Do)
+    assert model.act(obs, torch.ones(1, 3, dtype=torch.bool)).shape == (1, 3, model.cfg.action_dim)
+
+
 def test_auxiliary_loss_on_an_mlp_student_is_refused(tmp_path, store):
     cfg = make_cfg(tmp_path, "student.arch=mlp", "student.aux_privileged=1.0")
     with pytest.raises(UserError, match="needs a transformer student"):

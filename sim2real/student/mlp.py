@@ -32,8 +32,11 @@ class StudentMLP(nn.Module):
     def state_size(self) -> int:
         return 1
 
-    def forward(self, obs: Tensor, valid: Tensor, rtg: Tensor | None = None) -> Tensor:
-        """Normalized action per step (B, T, Da); each step sees only its own observation."""
+    def forward(self, obs: Tensor, valid: Tensor, rtg: Tensor | None = None, aux: bool = False) -> Tensor:
+        """Normalized action per step (B, T, Da); each step sees only its own observation. No auxiliary
+        head (`aux` is the transformer's signature; config checks refuse student.aux_privileged here)."""
+        if aux:
+            raise ValueError("the MLP student has no auxiliary privileged head")
         return self.net(self.normalizer.features(obs, rtg, self.cfg.rtg))  # (B, T, Da)
 
     def act(self, obs: Tensor, valid: Tensor, rtg: Tensor | None = None) -> Tensor:
