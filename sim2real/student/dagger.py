@@ -18,7 +18,7 @@ from sim2real.config import Config
 from sim2real.data.store import DemoStore
 from sim2real.errors import UserError
 from sim2real.student.config import DistillConfig
-from sim2real.student.rollout import Takeover, rollout_seeds
+from sim2real.student.rollout import Takeover, action_gap, rollout_seeds
 from sim2real.teacher.expert import Expert
 
 SOURCE_KIND = "dagger"
@@ -63,11 +63,11 @@ def collect_round(model: nn.Module, expert: Expert, cfg: Config, store: Path, r:
         source.update(takeover=takeover.threshold, takeover_hold=takeover.hold)
     with DemoStore.open(store, "a") as demos:
         demos.append_episodes(episodes, source=source)
-        half = (np.asarray(demos.spec.action_high) - np.asarray(demos.spec.action_low)) / 2  # (Da,)
+        low, high = np.asarray(demos.spec.action_low), np.asarray(demos.spec.action_high)  # (Da,) each
     returns = np.array([ep.ret for ep in episodes])
     executed = np.concatenate([ep.action for ep in episodes])  # (T, Da)
     labels = np.concatenate([ep.expert_action for ep in episodes])  # (T, Da)
-    gap = np.sqrt(np.mean(((executed - labels) / half) ** 2, axis=-1))  # (T,) in half-ranges
+    gap = action_gap(executed, labels, low, high)  # (T,)
     student = gap > 1e-6  # (T,) steps where the student's own action was executed
     return {
         "dagger/round": r,

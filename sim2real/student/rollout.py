@@ -31,12 +31,17 @@ class Takeover:
     hold: int = 1
 
 
-def _takeover(act: np.ndarray, label: np.ndarray, low, high, rule: Takeover, left: np.ndarray):
-    """Which envs (n,) execute the expert now, from actions (n, Da) as executed (clipped); `left` (n,)
-    counts each env's remaining held steps and is updated."""
+def action_gap(act: np.ndarray, label: np.ndarray, low, high) -> np.ndarray:
+    """(n,) RMS over the action of (act − label) as executed (both clipped), in half-ranges: what a
+    takeover compares with its threshold and what DAgger rounds report."""
     gap = np.clip(act, low, high) - np.clip(label, low, high)  # (n, Da)
-    dev = np.sqrt(np.mean((2 * gap / (high - low)) ** 2, axis=-1))  # (n,)
-    left[dev > rule.threshold] = rule.hold
+    return np.sqrt(np.mean((2 * gap / (high - low)) ** 2, axis=-1))
+
+
+def _takeover(act: np.ndarray, label: np.ndarray, low, high, rule: Takeover, left: np.ndarray):
+    """Which envs (n,) execute the expert now, from actions (n, Da); `left` (n,) counts each env's
+    remaining held steps and is updated."""
+    left[action_gap(act, label, low, high) > rule.threshold] = rule.hold
     take = left > 0  # (n,)
     left[take] -= 1
     return take
