@@ -19,17 +19,18 @@ from sim2real.export import run as export
 from sim2real.finetune.config import FinetuneConfig
 from sim2real.finetune.ppo import Critic
 from sim2real.finetune.rollout import EnvRunner, Rollout, _log_prob, gae, windows
-from sim2real.finetune.stage import STATE_JSON, Finetuner
+from sim2real.finetune.stage import CONFIRM_SEED_BASE, STATE_JSON, Finetuner
 from sim2real.finetune.stage import run as finetune
 from sim2real.pipeline import _runs
-from sim2real.student.checkpoint import MODEL_FILE, load_student
+from sim2real.student.checkpoint import MODEL_FILE, load_student, load_weights, save_student
+from sim2real.student.rollout import evaluate
 
 
 def small(run_dir, **kw) -> Config:
     cfg = Config(run_dir=str(run_dir), logger=LoggerConfig(kind="none"))
     cfg.finetune = FinetuneConfig(
         steps=4 * 32 * 6, n_envs=4, n_steps=32, epochs=2, minibatch=64, critic_warmup=1, eval_every=3,
-        eval_episodes=2, checkpoint_every=2, **kw,
+        eval_episodes=2, checkpoint_every=2, **{"confirm_episodes": 2, **kw},
     )  # fmt: skip
     cfg.export.parity_episodes = 1
     return cfg
@@ -101,6 +102,33 @@ def test_stopped_finetune_resumes_keeps_its_best_and_export_takes_it(tmp_path, m
     policy = json.loads((run_dir / "export" / "policy.json").read_text())
     assert policy["checkpoint_sha256"] == sha256_file(run_dir / "finetune" / MODEL_FILE)
     assert load_student(run_dir / "finetune").cfg.obs_names == load_student(run_dir / "student").cfg.obs_names
+
+
+@pytest.mark.parametrize("distilled_seed, kept_seed", [(0, 1), (1, 0)])  # swapped: one keeps, one reverts
+def test_kept_student_stays_only_if_it_beats_the_distilled_one_on_fresh_episodes(
+    tmp_path, distilled_seed, kept_seed
+):
+    run_dir = tmp_path / "run"
+    make_student(run_dir / "student", seed=distilled_seed)
+    cfg = small(run_dir, confirm_episodes=3)
+    ft = Finetuner(cfg, run_dir / "student", run_dir / "finetune", "sha")
+    ft.runner.close()
+    kept = make_student(tmp_path / "other", seed=kept_seed)  # what a best evaluation at update 6 kept
+    save_student(run_dir / "finetune", kept)
+    ft.before, ft.best, ft.best_update = -1000.0, -900.0, 6
+    seeds = [CONFIRM_SEED_BASE + i for i in range(3)]
+    ranges = cfg.task.ranges()
+    ret = {name: float(evaluate("pendulum", ranges, seeds, load_student(d).eval()).mean())
+           for name, d in (("kept", tmp_path / "other"), ("distilled", run_dir / "student"))}  # fmt: skip
+    assert ret["kept"] != ret["distilled"]
+    result = ft._confirm()
+    assert result["kept"] == pytest.approx(ret["kept"])
+    assert result["distilled"] == pytest.approx(ret["distilled"])
+    winner = tmp_path / "other" if ret["kept"] > ret["distilled"] else run_dir / "student"
+    out, best = load_weights(run_dir / "finetune"), load_weights(winner)
+    assert out.keys() == best.keys() and all(torch.equal(out[k], best[k]) for k in out)
+    assert result["confirmed"] == (ret["kept"] > ret["distilled"])
+    assert ft.best_update == (6 if result["confirmed"] else 0)
 
 
 def test_finetune_without_steps_or_student_is_a_clear_error(tmp_path):

@@ -7,7 +7,8 @@ Reads `<run_dir>/student/` (and the expert only when `finetune.bc_coef > 0`); wr
 in the same format (`model.safetensors`, `config.json`) beside `manifest.json` and metrics, so `export`
 takes it as it takes a distilled one. Progress is saved every `finetune.checkpoint_every` updates and a
 stopped run resumes from it. The kept student is the best on the distill stage's evaluation seeds
-(the distilled student itself counts), never on validation scenarios.
+(the distilled student itself counts), confirmed against the distilled one on fresh episodes
+(`finetune.confirm_episodes`), never on validation scenarios.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from sim2real.student.train import EVAL_SEED_BASE
 
 STATE_FILE, STATE_JSON = "finetune_state.safetensors", "finetune_state.json"
 SEED_BASE = 3 * 2**29  # episode seeds of fine-tuning rollouts: apart from collection, DAgger and eval
+CONFIRM_SEED_BASE = EVAL_SEED_BASE + 2**16  # the confirmation's episodes: past any distill evaluation's
 
 
 def run(cfg: Config) -> None:
@@ -76,7 +78,7 @@ class Finetuner:
     """Owns the actor (the student), the critic, their optimizers and the env runner; `fit()` runs PPO."""
 
     def __init__(self, cfg: Config, src: Path, out: Path, parent_sha: str):
-        self.cfg, self.fc, self.out, self.parent_sha = cfg, cfg.finetune, out, parent_sha
+        self.cfg, self.fc, self.src, self.out, self.parent_sha = cfg, cfg.finetune, src, out, parent_sha
         if self.fc.threads > 0:
             torch.set_num_threads(self.fc.threads)
         torch.manual_seed(cfg.seed)
@@ -133,12 +135,14 @@ class Finetuner:
         finally:
             bar.close()
             self.runner.close()
+        confirm = self._confirm() if fc.confirm_episodes and self.best_update > 0 else None
         kept = load_student(self.out)  # the kept student, as written
         summary = {
             "env_steps": self.update_no * fc.n_envs * fc.n_steps, "updates": self.update_no,
             "eval_before": self.before, "eval_kept": self.best, "kept_update": self.best_update,
             "eval_episodes": fc.eval_episodes, "train_seconds": round(time.monotonic() - t0, 1),
             "parameters": sum(p.numel() for p in kept.parameters()), "resumed": self.resumed,
+            "confirm": confirm,
         }  # fmt: skip
         self.logger.log_summary(summary)
         self.logger.close()
@@ -187,6 +191,27 @@ class Finetuner:
         returns = evaluate(self.cfg.task.name, self.cfg.task.ranges(), seeds, self.student)
         self.student.train()
         return float(returns.mean())
+
+    def _confirm(self) -> dict[str, Any]:
+        """Kept vs distilled student on `confirm_episodes` fresh episodes; the distilled one becomes the
+        output again unless the kept one beats it there (a best-of-many pick on 10 episodes is optimistic)."""
+        seeds = [CONFIRM_SEED_BASE + i for i in range(self.fc.confirm_episodes)]
+        distilled = load_student(self.src).eval()
+        ranges, task = self.cfg.task.ranges(), self.cfg.task.name
+        kept_ret = float(evaluate(task, ranges, seeds, load_student(self.out).eval()).mean())
+        distilled_ret = float(evaluate(task, ranges, seeds, distilled).mean())
+        confirmed = kept_ret > distilled_ret
+        tqdm.write(
+            f"finetune: on {len(seeds)} fresh episodes the kept student (update {self.best_update}) scores "
+            f"{kept_ret:.1f}, the distilled one {distilled_ret:.1f}: "
+            + ("kept" if confirmed else "the distilled student is the output")
+        )
+        result = {"episodes": len(seeds), "update": self.best_update, "kept": kept_ret,
+                  "distilled": distilled_ret, "confirmed": confirmed}  # fmt: skip
+        if not confirmed:
+            save_student(self.out, distilled)
+            self.best, self.best_update = self.before, 0
+        return result
 
     def _keep(self, ret: float, update_no: int) -> None:
         """Write the student as the kept one when it is the best so far."""
