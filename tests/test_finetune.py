@@ -17,9 +17,10 @@ from sim2real.config import Config, LoggerConfig
 from sim2real.errors import UserError
 from sim2real.export import run as export
 from sim2real.finetune.config import FinetuneConfig
+from sim2real.finetune.confirm import CONFIRM_SEED_BASE
 from sim2real.finetune.ppo import Critic
 from sim2real.finetune.rollout import EnvRunner, Rollout, _log_prob, gae, windows
-from sim2real.finetune.stage import CONFIRM_SEED_BASE, STATE_JSON, Finetuner
+from sim2real.finetune.stage import STATE_JSON, Finetuner
 from sim2real.finetune.stage import run as finetune
 from sim2real.pipeline import _runs
 from sim2real.student.checkpoint import MODEL_FILE, load_student, load_weights, save_student

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from test_student_train import make_cfg, make_store
 
 from sim2real.artifacts import sha256_file
@@ -16,10 +17,10 @@ from sim2real.export import run as export
 from sim2real.finetune.config import FinetuneConfig
 from sim2real.finetune.online import SOURCE_KIND
 from sim2real.finetune.stage import run as finetune
-from sim2real.student.checkpoint import MODEL_FILE, load_student
+from sim2real.student.checkpoint import MODEL_FILE, load_student, load_weights
 from sim2real.student.train import run as distill
 
-ROUNDS_OF_2 = dict(steps=2 * 2 * 200, online_episodes=2, online_steps=5, eval_episodes=1)  # 2 rounds
+ROUNDS_OF_2 = dict(steps=2 * 2 * 200, online_episodes=2, online_steps=5, eval_episodes=1, confirm_episodes=2)
 
 
 def distilled(tmp_path, *overrides: str):
@@ -46,7 +47,12 @@ def test_online_finetune_appends_tagged_episodes_and_never_changes_stored_ones(t
     assert np.isnan(after["expert_action"][before["action"].shape[0] :]).all()  # no expert: no labels
     summary = json.loads((tmp_path / "run" / "finetune" / "manifest.json").read_text())["summary"]
     assert summary["env_steps"] == 4 * 200 and summary["dagger_rounds"] == 2
-    assert summary["eval_kept"] == max(summary["eval_before"], summary["eval_kept"], summary["eval_last"])
+    out, first = (load_weights(tmp_path / "run" / d) for d in ("finetune", "student"))
+    confirm = summary.get("confirm")  # none when the best evaluation was the distilled student's own
+    distilled_out = confirm is None or not confirm["confirmed"]
+    assert all(torch.equal(out[k], first[k]) for k in out) == distilled_out
+    best = max(summary["eval_before"], summary["eval_kept"], summary["eval_last"])
+    assert summary["eval_kept"] == (summary["eval_before"] if distilled_out else best)
 
 
 def test_export_takes_the_online_finetuned_student(tmp_path):

@@ -7,7 +7,8 @@ with Gaussian noise on its actions; the episodes are appended to the store tagge
 condition), and training continues on the aggregate, as DAgger rounds do but with no expert. The return
 target then follows the data: `student.rtg_quantile` of the training episodes' returns (never lowered),
 so a student whose own episodes improve asks itself for more. The best student on the distill stage's
-evaluation seeds (the distilled one included) is kept.
+evaluation seeds (the distilled one included) is kept, if it also beats the distilled one on fresh
+episodes (`finetune/confirm.py`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from sim2real.artifacts import RunLayout, sha256_file, stage_run, write_json_ato
 from sim2real.config import Config
 from sim2real.data.store import DemoStore, exists, stored_path
 from sim2real.errors import UserError
+from sim2real.finetune.confirm import confirm_kept
 from sim2real.student import checkpoint as ckpt
 from sim2real.student.dagger import round_seeds
 from sim2real.student.rollout import rollout_seeds
@@ -73,6 +75,7 @@ class OnlineTrainer(Trainer):
             raise UserError("online fine-tuning needs a return-conditioned student (student.rtg=true)")
         super().__init__(cfg, data, out)
         self.noise, self.replay = cfg.finetune.online_noise, cfg.finetune.online_replay
+        self.student_dir = student_dir
         self.before: float | None = None  # the distilled student's evaluation
         if self.replay is not None and not self.resumed:
             best_first = self.train_eps[
@@ -149,5 +152,11 @@ class OnlineTrainer(Trainer):
         online = [s["id"] for s in self.sources if s.get("kind") == SOURCE_KIND]
         lengths = np.diff(np.concatenate([[0], self.arrays["episode_ends"]]))
         env_steps = int(lengths[np.isin(self.arrays["episode_source"], online)].sum())
-        return {**summary, "env_steps": env_steps, "eval_before": self.before, "eval_last": last,
-                "eval_kept": kept}  # fmt: skip
+        summary = {**summary, "env_steps": env_steps, "eval_before": self.before, "eval_last": last,
+                   "eval_kept": kept}  # fmt: skip
+        kept_step = int(summary.get("kept_step", self.step))  # step 0: the distilled student itself
+        if self.cfg.finetune.confirm_episodes and kept_step > 0:
+            summary["confirm"] = confirm_kept(self.cfg, self.out, self.student_dir, f"step {kept_step}")
+            if not summary["confirm"]["confirmed"]:
+                summary["eval_kept"] = self.before
+        return summary

@@ -30,6 +30,7 @@ import envs
 from sim2real.artifacts import RunLayout, sha256_file, stage_run, write_json_atomic
 from sim2real.config import Config
 from sim2real.errors import UserError
+from sim2real.finetune.confirm import confirm_kept
 from sim2real.finetune.ppo import Critic, PPOSettings, RewardScaler, update
 from sim2real.finetune.rollout import EnvRunner
 from sim2real.metrics import MetricLogger
@@ -40,7 +41,6 @@ from sim2real.student.train import EVAL_SEED_BASE
 
 STATE_FILE, STATE_JSON = "finetune_state.safetensors", "finetune_state.json"
 SEED_BASE = 3 * 2**29  # episode seeds of fine-tuning rollouts: apart from collection, DAgger and eval
-CONFIRM_SEED_BASE = EVAL_SEED_BASE + 2**16  # the confirmation's episodes: past any distill evaluation's
 
 
 def run(cfg: Config) -> None:
@@ -193,23 +193,9 @@ class Finetuner:
         return float(returns.mean())
 
     def _confirm(self) -> dict[str, Any]:
-        """Kept vs distilled student on `confirm_episodes` fresh episodes; the distilled one becomes the
-        output again unless the kept one beats it there (a best-of-many pick on 10 episodes is optimistic)."""
-        seeds = [CONFIRM_SEED_BASE + i for i in range(self.fc.confirm_episodes)]
-        distilled = load_student(self.src).eval()
-        ranges, task = self.cfg.task.ranges(), self.cfg.task.name
-        kept_ret = float(evaluate(task, ranges, seeds, load_student(self.out).eval()).mean())
-        distilled_ret = float(evaluate(task, ranges, seeds, distilled).mean())
-        confirmed = kept_ret > distilled_ret
-        tqdm.write(
-            f"finetune: on {len(seeds)} fresh episodes the kept student (update {self.best_update}) scores "
-            f"{kept_ret:.1f}, the distilled one {distilled_ret:.1f}: "
-            + ("kept" if confirmed else "the distilled student is the output")
-        )
-        result = {"episodes": len(seeds), "update": self.best_update, "kept": kept_ret,
-                  "distilled": distilled_ret, "confirmed": confirmed}  # fmt: skip
-        if not confirmed:
-            save_student(self.out, distilled)
+        """The kept student against the distilled one on fresh episodes (`finetune/confirm.py`)."""
+        result = confirm_kept(self.cfg, self.out, self.src, f"update {self.best_update}")
+        if not result["confirmed"]:
             self.best, self.best_update = self.before, 0
         return result
 
