@@ -165,6 +165,9 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--ppo", type=int, default=0, help="env steps of PPO fine-tuning of the RvS student "
                     "(finetune.method=ppo; 0: no such row)")  # fmt: skip
     ap.add_argument("--jobs", type=int, default=2, help="trainings at once (each uses one core)")
+    tags = [tag(m) for m in METHODS]
+    ap.add_argument("--methods", nargs="+", default=tags, choices=tags, metavar="M",
+                    help=f"rows to train, of {' '.join(tags)} (default all)")  # fmt: skip
     return ap.parse_args()
 
 
@@ -179,7 +182,8 @@ def main() -> None:
     if args.data is None:
         make_store(store, args.task, load_expert(cfg, args.expert, args.task), args.per_level, n_envs=8)
     extra = [e for e in args.distill.split(":") if e]
-    runs = {(name, seed): out / f"{tag(name)}_s{seed}" for name in METHODS for seed in args.seeds}
+    names = [m for m in METHODS if tag(m) in args.methods]
+    runs = {(name, seed): out / f"{tag(name)}_s{seed}" for name in names for seed in args.seeds}
     with ThreadPoolExecutor(args.jobs) as pool:
         jobs = [
             pool.submit(train, store, d, args.task, seed, [*METHODS[name], *extra])
@@ -189,7 +193,7 @@ def main() -> None:
             job.result()
         rvs = next(n for n in METHODS if n.startswith("RvS"))
         for method, steps in (("online", args.finetune), ("ppo", args.ppo)):
-            if not steps:
+            if not steps or rvs not in names:
                 continue
             name = f"RvS + {method}, {steps // 1000}k steps"
             runs |= {(name, seed): out / f"RvS_{method}_{steps // 1000}k_s{seed}" for seed in args.seeds}
