@@ -17,6 +17,7 @@ from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecFrameStack, VecNormalize
 
 import envs
+from sim2real.teacher.callbacks import ProgressBar
 from sim2real.teacher.config import TeacherConfig
 from sim2real.teacher.hyperparams import TRAINABLE, sb3_kwargs
 from sim2real.teacher.vec import SelectObs
@@ -63,7 +64,8 @@ def train_student_rl(
         "MlpPolicy", venv, seed=seed, device="cpu", verbose=0, **sb3_kwargs(algo, block.hyperparams)
     )
     model.set_logger(Logger(None, []))  # SB3's default logger would leave a folder in /tmp per run
-    model.learn(total_timesteps=timesteps, progress_bar=False)
+    # the baseline trains as long as the teacher (tens of minutes on locomotion): show its progress
+    model.learn(total_timesteps=timesteps, callback=ProgressBar(timesteps, desc=f"{algo} on student obs"))
     return StudentRL(model, norm, frames, algo, timesteps)
 
 

@@ -58,9 +58,9 @@ class MetricWriter(KVWriter):
 class ProgressBar(BaseCallback):
     """tqdm over env steps: steps/s from tqdm's rate, the latest evaluation return as a postfix."""
 
-    def __init__(self, total: int, enabled: bool = True):
+    def __init__(self, total: int, enabled: bool = True, desc: str = "teacher"):
         super().__init__()
-        self.total, self.enabled = total, enabled
+        self.total, self.enabled, self.desc = total, enabled, desc
         self.bar: tqdm | None = None
 
     def _on_training_start(self) -> None:
@@ -70,7 +70,7 @@ class ProgressBar(BaseCallback):
             initial=self.num_timesteps,
             unit="step",
             unit_scale=True,
-            desc="teacher",
+            desc=self.desc,
             disable=not self.enabled,
             mininterval=0.5 if interactive else 10.0,
             dynamic_ncols=True,
