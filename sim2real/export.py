@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -222,6 +223,14 @@ def run(cfg) -> None:
 
     layout = RunLayout(cfg.run_dir)
     student_dir, out_dir = layout.final_student(cfg.finetune.enabled), layout.export
+    if not cfg.finetune.enabled and (layout.finetune / MODEL_FILE).exists():
+        # a standalone `sim2real finetune finetune.steps=N` then a bare `export` would ship the distilled
+        # student without a word (measured: a whole validation spent on the wrong file)
+        print(
+            f"export: {layout.finetune} holds a fine-tuned student, but finetune.steps=0 here: exporting the "
+            f"distilled one in {student_dir} (pass finetune.steps=N, as the finetune run had, to export it)",
+            file=sys.stderr,
+        )
     model = load_model(student_dir)
     if model.cfg.task and model.cfg.task != cfg.task.name:
         raise UserError(

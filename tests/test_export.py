@@ -236,3 +236,14 @@ def test_cli_deploy_refuses_an_unvalidated_export(exported):
         cwd=ROOT,
     )
     assert out.returncode == 2 and "validation report" in out.stderr and "deploy.force=true" in out.stderr
+
+
+def test_bare_export_beside_a_finetuned_student_says_which_one_it_ships(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    make_student(run_dir / "student", seed=0)
+    make_student(run_dir / "finetune", seed=1)  # what `sim2real finetune finetune.steps=N` leaves
+    run(config(run_dir))  # finetune.steps=0: the distilled student, and a line saying so
+    err = capsys.readouterr().err
+    assert f"{run_dir / 'finetune'} holds a fine-tuned student" in err and "finetune.steps=N" in err
+    meta = json.loads((run_dir / "export" / "policy.json").read_text())
+    assert meta["checkpoint_sha256"] == sha256_file(run_dir / "student" / "model.safetensors")
