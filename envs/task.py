@@ -88,6 +88,11 @@ class RandomizedTask(gym.Env):
     def dt(self) -> float:
         return float(self.base.dt)
 
+    @property
+    def param_columns(self) -> tuple[int, ...]:
+        """Columns of `obs["privileged"]` holding the episode's physical parameters (after the base obs)."""
+        return tuple(range(self.privileged_dim - len(self._physical), self.privileged_dim))
+
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         overrides = (options or {}).get("dynamics")

@@ -242,6 +242,27 @@ def test_teacher_obs_noise_reaches_the_policy_on_training_and_on_resume(tmp_path
     assert isinstance(clean.model.get_env(), VecNormalize)
 
 
+def test_blind_teacher_acts_the_same_whatever_the_physical_parameters(tmp_path, ppo_run):
+    from sim2real.teacher.vec import HideColumns
+
+    first = train(make_cfg(tmp_path, *TINY_PPO, "teacher.blind_params=true"), tmp_path / "teacher")
+    env = first.model.get_env()
+    assert isinstance(env, HideColumns) and np.all(env.reset()[:, 3:] == 0.0)  # what the policy trains on
+    longer = make_cfg(tmp_path, *TINY_PPO, "teacher.blind_params=true", "teacher.total_timesteps=512")
+    assert isinstance(train(longer, tmp_path / "teacher").model.get_env(), HideColumns)  # resumed blind
+    assert json.loads((tmp_path / "teacher" / "obs_norm.json").read_text())["hidden"] == [3, 4, 5, 6]
+    teacher, obs = load_teacher(tmp_path / "teacher"), privileged_batch()
+    other = obs.copy()
+    other[:, 3:] = np.random.default_rng(1).uniform(0.5, 1.5, (len(obs), 4))
+    np.testing.assert_array_equal(teacher.act(obs), teacher.act(other))
+    faster = obs.copy()
+    faster[:, 2] += 3.0
+    assert not np.array_equal(teacher.act(obs), teacher.act(faster))
+    seeing = load_teacher(ppo_run[0] / "teacher")  # a teacher trained without the flag reads them
+    assert not np.array_equal(seeing.act(obs), seeing.act(other))
+    assert "hidden" not in json.loads((ppo_run[0] / "teacher" / "obs_norm.json").read_text())
+
+
 @pytest.mark.parametrize("bad", [[1.0, 0.0], [0.0, 4.0], [0.5]])
 def test_reset_pitch_outside_a_pitch_range_is_named(bad):
     from sim2real.teacher.config import TeacherConfig

@@ -105,8 +105,10 @@ class EvalAndCheckpoint(BaseCallback):
         checkpoint_freq: int,
         save_replay_buffer: bool,
         progress: ProgressBar,
+        hidden: tuple[int, ...] = (),
     ):
         super().__init__()
+        self.hidden = hidden  # privileged columns the policy is blind to (teacher.blind_params)
         self.evaluate, self.checkpoints, self.state = evaluate, checkpoints, state
         self.eval_freq, self.checkpoint_freq, self.save_replay_buffer = (
             eval_freq,
@@ -119,7 +121,7 @@ class EvalAndCheckpoint(BaseCallback):
 
     def normalizer(self) -> ObsNormalizer | None:
         venv = self.model.get_vec_normalize_env()
-        return ObsNormalizer.of(venv) if venv is not None and venv.norm_obs else None
+        return ObsNormalizer.of(venv, self.hidden) if venv is not None and venv.norm_obs else None
 
     def _on_step(self) -> bool:
         n = self.num_timesteps

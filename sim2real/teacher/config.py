@@ -48,6 +48,11 @@ class TeacherConfig:
     # std of Gaussian noise on the normalized privileged obs the policy trains on (0: none); a teacher that
     # does not hinge on exact inputs leaves labels a student with noisy sensors can follow (vec.ObsNoise)
     obs_noise: float = 0.0
+    # the teacher never sees the episode's physical parameters (mass, friction, motor strength, damping
+    # scales): their normalized entries are zeroed in training and inside the saved teacher, so it learns
+    # one controller robust to them rather than one adapted to each, as its student must (vec.HideColumns).
+    # Every task built on envs.task.RandomizedTask (all of envs.TASKS; go2: its nine parameters)
+    blind_params: bool = False
     # [low, high] rad: every training episode starts with its root pitched by U(low, high) and drops from
     # there, so the teacher learns to get up from poses its own runs rarely reach but its student's do
     # (HalfCheetah nose down at ~1.1 rad). Planar batched tasks (hopper, walker2d, halfcheetah); None: off

@@ -2,6 +2,8 @@
 
 Kept out of SB3's pickled VecNormalize so a caller never has to remember a wrapper: `Teacher.act`
 normalizes raw privileged observations with exactly the arithmetic VecNormalize used in training.
+Columns the teacher was trained blind to (`teacher.blind_params`) are zeroed here too, so every user of
+the saved teacher (collection, DAgger labels, validation) feeds it what it trained on.
 """
 
 from __future__ import annotations
@@ -23,12 +25,18 @@ class ObsNormalizer:
     count: float
     clip: float
     epsilon: float
+    hidden: tuple[int, ...] = ()  # columns set to 0 (their running mean) after normalizing
 
     @classmethod
-    def of(cls, venv: VecNormalize) -> ObsNormalizer:
+    def of(cls, venv: VecNormalize, hidden: tuple[int, ...] = ()) -> ObsNormalizer:
         rms = venv.obs_rms
         return cls(
-            rms.mean.copy(), rms.var.copy(), float(rms.count), float(venv.clip_obs), float(venv.epsilon)
+            rms.mean.copy(),
+            rms.var.copy(),
+            float(rms.count),
+            float(venv.clip_obs),
+            float(venv.epsilon),
+            tuple(hidden),
         )
 
     def restore_into(self, venv: VecNormalize) -> None:
@@ -47,22 +55,25 @@ class ObsNormalizer:
                 f"observation has {obs.shape[-1]} entries, the teacher's normalizer {self.mean.shape[0]}"
             )
         z = np.clip((obs - self.mean) / np.sqrt(self.var + self.epsilon), -self.clip, self.clip)
+        if self.hidden:
+            z[..., list(self.hidden)] = 0.0
         return z.astype(np.float32)
 
     def save(self, path: str | Path) -> None:
-        write_json_atomic(
-            Path(path),
-            {
-                "mean": self.mean.tolist(),
-                "var": self.var.tolist(),
-                "count": self.count,
-                "clip": self.clip,
-                "epsilon": self.epsilon,
-            },
-        )
+        d = {
+            "mean": self.mean.tolist(),
+            "var": self.var.tolist(),
+            "count": self.count,
+            "clip": self.clip,
+            "epsilon": self.epsilon,
+        }
+        if self.hidden:  # absent otherwise: teachers saved before the key keep their bytes and sha256
+            d["hidden"] = list(self.hidden)
+        write_json_atomic(Path(path), d)
 
     @classmethod
     def load(cls, path: str | Path) -> ObsNormalizer:
         d = json.loads(Path(path).read_text())
         mean, var = np.asarray(d["mean"], np.float64), np.asarray(d["var"], np.float64)
-        return cls(mean, var, float(d["count"]), float(d["clip"]), float(d["epsilon"]))
+        hidden = tuple(int(i) for i in d.get("hidden", ()))
+        return cls(mean, var, float(d["count"]), float(d["clip"]), float(d["epsilon"]), hidden)

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import CallbackList
@@ -23,6 +24,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 import envs
 from sim2real.artifacts import RunLayout, sha256_file, stage_run, write_json_atomic
+from sim2real.checks import ConfigError
 from sim2real.config import Config
 from sim2real.errors import UserError
 from sim2real.metrics import MetricLogger
@@ -33,7 +35,7 @@ from sim2real.teacher.evaluate import ExpertEvaluator
 from sim2real.teacher.hyperparams import TRAINABLE, sb3_kwargs
 from sim2real.teacher.policy import FORMAT, INFO, MODEL, NORMALIZER, load_teacher, read_info
 from sim2real.teacher.record import RecordEpisodes
-from sim2real.teacher.vec import ObsNoise, make_training_env
+from sim2real.teacher.vec import HideColumns, ObsNoise, make_training_env
 from sim2real.teacher.warm_start import warm_start
 
 EVAL_SEED_OFFSET = 1_000_000  # evaluation episodes never share seeds with training envs
@@ -100,6 +102,8 @@ def train(cfg: Config, out: Path) -> TrainResult:
         gamma=kwargs.get("gamma", 0.99),
     )
     policy_env = ObsNoise(venv, tc.obs_noise, seed) if tc.obs_noise > 0 else venv
+    hidden = blind_columns(cfg.task.name) if tc.blind_params else ()
+    policy_env = HideColumns(policy_env, hidden) if hidden else policy_env
     evaluator = ExpertEvaluator(
         cfg.task.name, cfg.task.ranges(), tc.eval_episodes, cfg.seed + EVAL_SEED_OFFSET
     )
@@ -108,7 +112,7 @@ def train(cfg: Config, out: Path) -> TrainResult:
         model = _model(cfg, kwargs, venv, policy_env, checkpoints, state)
         model.set_logger(Logger(None, [MetricWriter(metrics, tc.algo)]))
         recorder = _recorder(cfg, state)
-        steps_per_s = _learn(cfg, model, evaluator, checkpoints, state, recorder)
+        steps_per_s = _learn(cfg, model, evaluator, checkpoints, state, recorder, hidden)
         summary = _publish(cfg, out, checkpoints, state, evaluator, metrics)
         if recorder is not None:
             summary["recorded"] = {"path": str(recorder.path), "episodes": recorder.episodes}
@@ -117,6 +121,18 @@ def train(cfg: Config, out: Path) -> TrainResult:
         venv.close()
         evaluator.close()
         metrics.close()
+
+
+def blind_columns(task: str) -> tuple[int, ...]:
+    """The privileged columns holding the physical parameters, for `teacher.blind_params`."""
+    env = gym.make(envs.env_id(task))
+    try:
+        columns = getattr(env.unwrapped, "param_columns", None)
+    finally:
+        env.close()
+    if not columns:
+        raise ConfigError(f"teacher.blind_params: task {task!r} does not say where its parameters are")
+    return tuple(columns)
 
 
 def _check(cfg: Config) -> None:
@@ -240,6 +256,7 @@ def _learn(
     checkpoints: Checkpoints,
     state: TrainState,
     recorder: RecordEpisodes | None = None,
+    hidden: tuple[int, ...] = (),
 ) -> float | None:
     """Learn to the budget; env steps per wall second of this call (evaluations and checkpoints included)."""
     tc = cfg.teacher
@@ -249,7 +266,14 @@ def _learn(
         return None
     progress = ProgressBar(tc.budget(), tc.progress)
     evals = EvalAndCheckpoint(
-        evaluator, checkpoints, state, tc.eval_freq, tc.checkpoint_freq, tc.save_replay_buffer, progress
+        evaluator,
+        checkpoints,
+        state,
+        tc.eval_freq,
+        tc.checkpoint_freq,
+        tc.save_replay_buffer,
+        progress,
+        hidden,
     )
     callbacks = [evals, progress, *([recorder] if recorder is not None else [])]
     start = time.perf_counter()

@@ -182,6 +182,31 @@ class ObsNoise(VecEnvWrapper):
         return self._noisy(obs), rewards, dones, infos
 
 
+class HideColumns(VecEnvWrapper):
+    """Columns of the normalized privileged observation set to 0 (their running mean) before the policy
+    sees them: the teacher trains blind to them, and its saved normalizer zeroes them at every later use.
+
+    Why: a teacher adapted to the physical parameters acts on what its student can never read; the
+    student's imitation averages over them (docs/results.md, "What the student cannot see").
+    """
+
+    def __init__(self, venv: VecEnv, columns: tuple[int, ...]):
+        super().__init__(venv)
+        self.columns = list(columns)
+
+    def _hide(self, obs: np.ndarray) -> np.ndarray:
+        obs = np.array(obs, copy=True)  # (n, Dp)
+        obs[:, self.columns] = 0.0
+        return obs
+
+    def reset(self) -> VecEnvObs:
+        return self._hide(self.venv.reset())
+
+    def step_wait(self) -> VecEnvStepReturn:
+        obs, rewards, dones, infos = self.venv.step_wait()
+        return self._hide(obs), rewards, dones, infos
+
+
 class FallPenalty(VecEnvWrapper):
     """`penalty` subtracted from the reward of a step that ends its episode in a fall (terminated, not
     cut by the time limit), after the task's own per-step clipping, as legged_gym adds its termination
