@@ -74,3 +74,25 @@ def test_init_from_starts_a_training_run_and_joins_its_resume_config(tmp_path, f
     cfg.teacher.init_from = str(tmp_path / "nowhere")
     with pytest.raises(FileNotFoundError, match="nowhere"):
         train(cfg, tmp_path / "other")
+
+
+def test_warm_start_from_a_blind_teacher_ignores_the_inputs_it_never_saw(tmp_path):
+    """A blind teacher's weights on its hidden inputs are untrained noise: a run that sees those inputs
+    must start acting exactly as the blind teacher did, whatever the physical parameters are."""
+    from tests.test_teacher import privileged_batch
+
+    train(make_cfg(tmp_path, *TINY_PPO, "teacher.blind_params=true"), tmp_path / "teacher")
+    blind = load_teacher(tmp_path / "teacher")
+    venv = VecNormalize(make_training_env("pendulum", {}, 2, "dummy", 5), clip_obs=10.0)
+    kwargs = {"use_sde": blind.model.use_sde, "policy_kwargs": blind.model.policy_kwargs}
+    model = PPO("MlpPolicy", venv, seed=0, **kwargs)
+    warm_start(model, venv, tmp_path / "teacher", "pendulum")
+    obs = privileged_batch()  # (16, 7): cos, sin, velocity, 4 parameters
+    other = obs.copy()
+    other[:, 3:] = np.random.default_rng(1).uniform(0.5, 1.5, (len(obs), 4))
+    acts = [
+        model.predict(venv.normalize_obs(o).astype(np.float32), deterministic=True)[0] for o in (obs, other)
+    ]
+    np.testing.assert_allclose(acts[0], acts[1], atol=1e-6)
+    np.testing.assert_allclose(acts[0], blind.act(obs), atol=1e-5)
+    venv.close()

@@ -5,7 +5,9 @@ walks on flat ground. Its weights are copied into the new model input by input, 
 observation name: an input the old teacher never saw (the rough task's height scan) starts with zero
 weights, so the new teacher first acts exactly as the old one, then learns what the new inputs are for.
 The observation statistics come along the same way; they weigh as `PRIOR_COUNT` observations, so they
-follow the new task's data within the first few hundred thousand steps.
+follow the new task's data within the first few hundred thousand steps. A teacher trained blind to some
+inputs (`teacher.blind_params`) saw zeros there, so its weights on them never left their random start: they
+are copied as zeros, and the new teacher acts as the old one whether or not it sees those inputs.
 """
 
 from __future__ import annotations
@@ -58,7 +60,8 @@ def warm_start(model: BaseAlgorithm, venv: VecNormalize, source: Path, task: str
         )
     columns = np.array([new_names.index(n) for n in old_names])  # (D_old,) new column of each old input
     teacher = load_teacher(source)
-    _copy_weights(teacher.model.policy, model.policy, columns, len(new_names), source)
+    blind = teacher.normalizer.hidden if teacher.normalizer is not None else ()
+    _copy_weights(teacher.model.policy, model.policy, columns, len(new_names), source, blind)
     fresh = _copy_statistics(teacher.normalizer, venv, columns)
     return (
         f"train-teacher: started from {source} ({info['task']}, step {info.get('checkpoint_step')}); "
@@ -67,11 +70,18 @@ def warm_start(model: BaseAlgorithm, venv: VecNormalize, source: Path, task: str
 
 
 def _copy_weights(
-    old: torch.nn.Module, new: torch.nn.Module, columns: np.ndarray, width: int, source: Path
+    old: torch.nn.Module,
+    new: torch.nn.Module,
+    columns: np.ndarray,
+    width: int,
+    source: Path,
+    blind: tuple[int, ...] = (),
 ) -> None:
     """Equal shapes are copied; an input layer (out, D_old + k) goes to columns `columns` of (out, width + k),
-    the k trailing inputs (a critic's action) after them, other columns zero."""
+    the k trailing inputs (a critic's action) after them, other columns zero. The old input layers' weights
+    on `blind` (old columns the old teacher only ever saw as zero) are copied as zeros."""
     old_state, new_state = old.state_dict(), new.state_dict()
+    old_state = {k: _zero_inputs(k, w, blind, len(columns)) for k, w in old_state.items()}
     if set(old_state) != set(new_state):
         odd = sorted(set(old_state) ^ set(new_state))[:4]
         raise UserError(f"teacher.init_from={source}: another network ({odd})")
@@ -96,6 +106,16 @@ def _copy_weights(
         w[:, width:] = w_old[:, d_old:]
         out[key] = w
     new.load_state_dict(out)
+
+
+def _zero_inputs(key: str, w: torch.Tensor, blind: tuple[int, ...], d_old: int) -> torch.Tensor:
+    """`w` with its columns `blind` zeroed if it is an input layer: the first Linear of one of SB3's MLPs
+    (`mlp_extractor.policy_net.0.weight`, `actor.latent_pi.0.weight`, `critic.qf0.0.weight`, ...)."""
+    if not blind or w.ndim != 2 or not key.endswith(".0.weight") or w.shape[1] < d_old:
+        return w
+    w = w.clone()
+    w[:, list(blind)] = 0.0
+    return w
 
 
 def _copy_statistics(normalizer, venv: VecNormalize, columns: np.ndarray) -> int:
