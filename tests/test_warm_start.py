@@ -12,7 +12,7 @@ from sim2real.teacher.policy import load_teacher
 from sim2real.teacher.train import train
 from sim2real.teacher.vec import make_training_env
 from sim2real.teacher.warm_start import privileged_names, warm_start
-from tests.test_teacher import TINY_PPO, make_cfg
+from tests.test_teacher import TINY_PPO, make_cfg, privileged_batch
 
 NET = {"net_arch": {"pi": [128, 128], "vf": [128, 128]}}  # conf/teacher/go2.yaml's
 
@@ -79,8 +79,6 @@ def test_init_from_starts_a_training_run_and_joins_its_resume_config(tmp_path, f
 def test_warm_start_from_a_blind_teacher_ignores_the_inputs_it_never_saw(tmp_path):
     """A blind teacher's weights on its hidden inputs are untrained noise: a run that sees those inputs
     must start acting exactly as the blind teacher did, whatever the physical parameters are."""
-    from tests.test_teacher import privileged_batch
-
     train(make_cfg(tmp_path, *TINY_PPO, "teacher.blind_params=true"), tmp_path / "teacher")
     blind = load_teacher(tmp_path / "teacher")
     venv = VecNormalize(make_training_env("pendulum", {}, 2, "dummy", 5), clip_obs=10.0)
