@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -76,7 +77,23 @@ def main(argv: list[str] | None = None) -> int:
     from sim2real.deploy.signals import terminations
 
     with terminations():  # SIGTERM/SIGHUP stop a stage as Ctrl-C does: checkpoint saved, resumable
-        return _run_hydra(stage, rest)
+        try:
+            return _run_hydra(stage, rest)
+        except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM/SIGHUP raised as `Stopped`
+            return _stopped(stage, getattr(e, "reason", "sigint"))
+
+
+def _stopped(stage: str, reason: str) -> int:
+    """One line, not a traceback, for a stage stopped on purpose; the shell's 128 + signal number."""
+    from tqdm import tqdm
+
+    again = "rerun with collect.resume=true" if stage == "collect" else "rerun the same command"
+    tqdm.write(  # on a line of its own, above any progress bar still drawn
+        f"sim2real {stage}: stopped by {reason.upper()}; finished stages, checkpoints and committed episodes "
+        f"stay in the run dir ({again} to continue)",
+        file=sys.stderr,
+    )
+    return 128 + int(signal.Signals[reason.upper()])
 
 
 def _run_hydra(stage: str, overrides: list[str]) -> int:

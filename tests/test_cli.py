@@ -69,3 +69,35 @@ def test_sigterm_stops_a_teacher_run_with_its_checkpoint_saved(tmp_path):
     step = int(out.split("interrupted at step ")[1].split(";")[0])
     assert state_path.stat().st_mtime_ns > written  # the stop wrote the checkpoint
     assert json.loads(state_path.read_text())["num_timesteps"] == step and first <= step < 10_000_000
+
+
+def test_sigterm_ends_a_stage_with_one_line_and_keeps_what_it_committed(tmp_path):
+    """A stage stopped on purpose (SIGTERM from `docker stop` or systemd) exits with the shell's 128 + 15
+    and one line saying how to continue, not a traceback; its committed episodes stay readable."""
+    import signal
+    import time
+
+    from sim2real.data.store import DemoStore
+
+    run = tmp_path / "run"
+    args = ["collect", "task=pendulum", "expert=scripted", "collect.episodes=100000", f"run_dir={run}"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sim2real", *args, "logger=none"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (run / "demos.zarr").exists() and time.monotonic() < deadline:  # collecting has begun
+            time.sleep(0.1)
+        time.sleep(2.0)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+    assert "Traceback" not in err
+    stop_lines = [line for line in err.replace("\r", "\n").splitlines() if "stopped by SIGTERM" in line]
+    assert len(stop_lines) == 1 and "collect.resume=true" in stop_lines[0]
+    assert 0 < DemoStore.open(run / "demos.zarr").num_episodes < 100000
