@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from envs.spec import TaskSpec, fell, flip_metric, not_upright_at_end, upright_metric, velocity_tracking
+from envs.spec import (
+    PublishedScore,
+    TaskSpec,
+    fell,
+    flip_metric,
+    not_upright_at_end,
+    upright_metric,
+    velocity_tracking,
+)
 
 # latency_steps counts control steps: one is 8 ms at 125 Hz (Hopper, Walker2d), 50 ms at 20 Hz (HalfCheetah,
 # Ant). Their teachers act on the undelayed state and break when fed their own observation one step late
@@ -22,6 +30,12 @@ def _locomotion(name: str, task: str, **rules: Any) -> TaskSpec:
     """A Gymnasium `-v5` locomotion task: 1,000 steps, failed when it falls, no sensor latency."""
     entry = f"envs.{task}:make_task"
     return TaskSpec(f"sim2real/{name}-v0", entry, 1000, failed=fell, ranges=NO_LATENCY, **rules)
+
+
+def _zoo_ppo(env: str, mean_return: float) -> PublishedScore:
+    """The RL Baselines3 Zoo's PPO agent for `env`-v3 (its benchmark.md: 1M steps, deterministic, no
+    randomization, clean sensors): what a user of this env would first compare a policy with."""
+    return PublishedScore(f"RL Zoo PPO {env}-v3", mean_return)
 
 
 def _go2(name: str, make: str) -> TaskSpec:
@@ -49,11 +63,13 @@ TASKS: dict[str, TaskSpec] = {
         failed=not_upright_at_end(column=0, threshold=0.9),
         metrics=upright_metric(column=0),
     ),
-    "hopper": _locomotion("Hopper", "hopper"),
-    "walker2d": _locomotion("Walker2d", "walker2d"),
+    "hopper": _locomotion("Hopper", "hopper", published=_zoo_ppo("Hopper", 2410.4)),
+    "walker2d": _locomotion("Walker2d", "walker2d", published=_zoo_ppo("Walker2d", 3478.8)),
     # never terminates: whether it went over is a metric (column 1: rooty, -v5's obs after rootz)
-    "halfcheetah": _locomotion("HalfCheetah", "halfcheetah", metrics=flip_metric(pitch=1)),
-    "ant": _locomotion("Ant", "ant"),
+    "halfcheetah": _locomotion(
+        "HalfCheetah", "halfcheetah", metrics=flip_metric(pitch=1), published=_zoo_ppo("HalfCheetah", 5819.1)
+    ),
+    "ant": _locomotion("Ant", "ant", published=_zoo_ppo("Ant", 1327.2)),
     "go2": _go2("Go2", "make_task"),
     "go2_rough": _go2("Go2Rough", "make_rough_task"),  # envs.terrain's bumps, slopes, stairs, blocks
 }

@@ -122,6 +122,15 @@ def _tail_mean(x: np.ndarray, tail: float) -> float:
 
 
 @dataclass(frozen=True)
+class PublishedScore:
+    """A published agent's mean return on the task's unrandomized Gymnasium env: an absolute scale beside
+    the gate's, which compares a student with its own teacher (a weak teacher lets a weak student pass)."""
+
+    label: str  # whose agent, on which env, from where
+    mean_return: float
+
+
+@dataclass(frozen=True)
 class TaskSpec:
     """One task: its Gymnasium registration and the rules that judge its episodes."""
 
@@ -133,3 +142,5 @@ class TaskSpec:
     metrics: Callable[[Trace], dict[str, float]] = no_metrics
     # default training ranges {name: (low, high)} where this task's differ from envs.parameters.TABLE
     ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    # a published agent's score on this task's env, reported by validation against its nominal scenario
+    published: PublishedScore | None = None

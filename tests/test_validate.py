@@ -11,7 +11,16 @@ from sim2real.validate.verdict import NotValidated, require_validated, verdict
 
 
 def _summary(mean, p10, failure=0.0):
-    return {"mean": mean, "p10": p10, "failure_rate": failure, "episodes": 10, "ci95": [mean, mean]}
+    ci = [mean, mean]
+    return {
+        "mean": mean,
+        "p10": p10,
+        "failure_rate": failure,
+        "episodes": 10,
+        "ci95": ci,
+        "iqm": mean,
+        "jerk": 0.0,
+    }
 
 
 def _metrics(student_mean, student_p10, failure=0.0):
@@ -52,6 +61,54 @@ def test_gate_allows_the_student_its_teachers_failure_rate_plus_the_margin():
 def test_gate_without_reference_does_not_pass():
     metrics = {"train": {"student": _summary(-150.0, -200.0)}}
     assert not stats.gate(metrics, GateConfig())["passed"]
+
+
+def _weak_teacher_metrics():
+    """A locomotion run whose teacher is weak: the student matches it, both far below a published agent."""
+    train = {
+        "student": _summary(1700.0, 900.0),
+        "teacher": _summary(1800.0, 950.0),
+        "random": _summary(20.0, 5.0),
+    }
+    train["ratio"] = stats.normalized_ratios(train["student"], train["teacher"], train["random"])
+    nominal = {
+        "student": _summary(1220.0, 800.0),
+        "teacher": _summary(1260.0, 900.0),
+        "random": _summary(20.0, 5.0),
+    }
+    return {"train": train, "nominal": nominal}
+
+
+def test_published_scores_put_student_and_teacher_on_the_published_agents_scale():
+    pub = stats.published_scores(_weak_teacher_metrics(), "RL Zoo PPO Hopper-v3", 2420.0)
+    assert pub["student"] == pytest.approx(0.5) and pub["teacher"] == pytest.approx(1240.0 / 2400.0)
+    assert stats.published_scores({"train": _weak_teacher_metrics()["train"]}, "x", 1.0) is None
+
+
+def test_published_floor_fails_the_student_of_a_weak_teacher_the_relative_gate_passes():
+    metrics = _weak_teacher_metrics()
+    pub = stats.published_scores(metrics, "RL Zoo PPO Hopper-v3", 2420.0)
+    assert stats.gate(metrics, GateConfig(), pub)["passed"]  # 0.94 of its teacher: the relative gate passes
+    floored = stats.gate(metrics, GateConfig(min_published_ratio=0.8), pub)
+    failing = [c for c in floored["checks"] if not c["passed"]]
+    assert not floored["passed"] and [c["name"] for c in failing] == [
+        "score vs RL Zoo PPO Hopper-v3 (nominal)"
+    ]
+    assert stats.gate(metrics, GateConfig(min_published_ratio=0.4), pub)["passed"]
+
+
+def test_a_published_floor_without_a_published_agent_fails_rather_than_passing_silently():
+    g = stats.gate(_weak_teacher_metrics(), GateConfig(min_published_ratio=0.5), None)
+    assert not g["passed"] and "no published agent" in g["checks"][-1]["detail"]
+
+
+def test_report_places_the_student_against_the_published_agent():
+    metrics = _weak_teacher_metrics()
+    pub = stats.published_scores(metrics, "RL Zoo PPO Hopper-v3", 2420.0)
+    rep = {"task": "hopper", "artifact": "x", "artifact_sha256": "ab", "seeds": {}, "metrics": metrics,
+           "gate": stats.gate(metrics, GateConfig(), pub), "published": pub}  # fmt: skip
+    md = report.markdown(rep, [])
+    assert "## Against a published agent" in md and "student 0.50, teacher 0.52" in md
 
 
 def test_bootstrap_interval_brackets_the_mean_and_narrows_with_more_data():

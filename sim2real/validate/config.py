@@ -16,6 +16,10 @@ class GateConfig:
     min_p10_ratio: float = 0.8  # student 10th percentile score ≥ 0.8 × teacher's
     max_failure_rate: float = 0.1  # student failure rate ≤ teacher's + this, in each of `failure_scenarios`
     failure_scenarios: list[str] = field(default_factory=lambda: ["train", "nominal"])
+    # the student's nominal score against the task's published agent (envs TaskSpec.published, e.g. the
+    # RL Zoo's PPO Hopper-v3), an absolute floor: the checks above are relative to the run's own teacher,
+    # which a weak teacher makes easy. None: reported in report.md, not gated
+    min_published_ratio: float | None = None
 
 
 @dataclass

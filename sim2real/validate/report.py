@@ -112,9 +112,27 @@ def markdown(report: dict, figures: list[str]) -> str:
                 f"{s['ci95'][1]:.1f}] | {s['iqm']:.1f} | {s['p10']:.1f} | {s['failure_rate']:.0%} | "
                 f"{s['jerk']:.3f} | {score} | {task} |"
             )
+    lines += _published_lines(report.get("published"))
     lines += _reach_lines(report.get("reach") or {}, gate)
     lines += ["", "## Figures", ""] + [f"![{Path(f).stem}]({Path(f).name})" for f in figures]
     return "\n".join(lines) + "\n"
+
+
+def _published_lines(published: dict | None) -> list[str]:
+    """Where the gate's relative scores sit on an absolute scale: a published agent on the same env."""
+    if not published:
+        return []
+    row = ", ".join(f"{p} {published[p]:.2f}" for p in ("student", "teacher") if p in published)
+    ref = f"{published['mean_return']:.1f}"
+    return [
+        "",
+        "## Against a published agent",
+        "",
+        f"{published['label']} returns {ref} on the unrandomized env. On nominal dynamics, normalized",
+        f"the same way ((R − random) / ({ref} − random)): {row}.",
+        "The gate's scores compare the student with its own teacher; this places both on one scale",
+        "(`validate.gate.min_published_ratio` makes it a gate check).",
+    ]
 
 
 def _reach_lines(reach: dict, gate: dict) -> list[str]:

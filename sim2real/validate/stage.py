@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+import envs
 from envs import parameters as dr
 from sim2real.artifacts import RunLayout, sha256_file, stage_run, write_json_atomic
 from sim2real.config import Config
@@ -95,7 +96,8 @@ def _demo_reference(cfg: Config, layout: RunLayout, metrics: dict) -> None:
 
 def _report(cfg, onnx: Path, sha: str, metrics: dict, results: list, ranges: dict, layout: RunLayout) -> dict:
     out = layout.validation
-    gate = stats.gate(metrics, cfg.validate.gate)
+    published = _published(cfg.task.name, metrics)
+    gate = stats.gate(metrics, cfg.validate.gate, published)
     curves = stats.sweep_curves(results)
     train_ranges = {k: (r.low, r.high) for k, r in ranges.items()}
     figures = [
@@ -112,6 +114,7 @@ def _report(cfg, onnx: Path, sha: str, metrics: dict, results: list, ranges: dic
         "task": cfg.task.name,
         "gate": gate,
         "metrics": metrics,
+        "published": published,
         "sweeps": curves,
         "reach": stats.gate_reach(curves, train_ranges, cfg.validate.gate.min_mean_ratio),
         "seeds": {"base": cfg.validate.seed_base, "episodes": len({r["seed"] for r in results})},
@@ -121,6 +124,11 @@ def _report(cfg, onnx: Path, sha: str, metrics: dict, results: list, ranges: dic
     layout.report_md.write_text(report.markdown(rep, [str(f) for f in figures]))
     _to_wandb(cfg, out, rep, figures)
     return rep
+
+
+def _published(task: str, metrics: dict) -> dict | None:
+    ref = envs.TASKS[task].published if task in envs.TASKS else None
+    return None if ref is None else stats.published_scores(metrics, ref.label, ref.mean_return)
 
 
 def _to_wandb(cfg, out: Path, rep: dict, figures: list) -> None:

@@ -142,8 +142,26 @@ def gate_reach(curves: dict, ranges: dict[str, tuple[float, float]], min_ratio: 
     return out
 
 
-def gate(metrics: dict[str, dict], cfg: GateConfig) -> dict:
-    """Checks on the training randomization and failure bounds; passed only if every check passes."""
+def published_scores(metrics: dict[str, dict], label: str, mean_return: float) -> dict | None:
+    """Student and teacher on nominal dynamics against a published agent's return on the unrandomized env,
+    normalized like the gate's scores ((R - random) / (published - random), random on the same episodes);
+    None without a nominal scenario with a random reference."""
+    nominal = metrics.get("nominal", {})
+    if "student" not in nominal or "random" not in nominal:
+        return None
+    random = nominal["random"]["mean"]
+    span = mean_return - random if abs(mean_return - random) > 1e-9 else 1e-9
+    out = {"label": label, "mean_return": mean_return, "scenario": "nominal"}
+    for policy in ("student", "teacher"):
+        if policy in nominal:
+            out[policy] = (nominal[policy]["mean"] - random) / span
+    return out
+
+
+def gate(metrics: dict[str, dict], cfg: GateConfig, published: dict | None = None) -> dict:
+    """Checks on the training randomization and failure bounds, and, where `cfg.min_published_ratio` is
+    set, the student's score against a published agent (`published_scores`); passed only if every check
+    passes."""
     checks = []
     train = metrics.get("train", {})
     ratio = train.get("ratio")
@@ -155,6 +173,8 @@ def gate(metrics: dict[str, dict], cfg: GateConfig) -> dict:
     for scenario in cfg.failure_scenarios:
         if scenario in metrics and "student" in metrics[scenario]:
             checks.append(_failure_check(scenario, metrics[scenario], cfg.max_failure_rate))
+    if cfg.min_published_ratio is not None:
+        checks.append(_published_check(published, cfg.min_published_ratio))
     return {"passed": all(c["passed"] for c in checks), "checks": checks}
 
 
@@ -166,6 +186,15 @@ def _failure_check(scenario: str, policies: dict, margin: float) -> dict:
     threshold = teacher + margin
     return {"name": f"failure rate ({scenario})", "value": rate, "threshold": threshold,
             "passed": rate <= threshold}  # fmt: skip
+
+
+def _published_check(published: dict | None, threshold: float) -> dict:
+    """Asked for but unmeasurable (a task with no published agent, no nominal scenario) fails: a gate a
+    lab configured must not pass silently."""
+    if published is None or "student" not in published:
+        return {"name": "score vs published agent", "passed": False,
+                "detail": "no published agent for this task, or no nominal scenario"}  # fmt: skip
+    return _check(f"score vs {published['label']} (nominal)", published["student"], threshold)
 
 
 def _check(name: str, value: float, threshold: float) -> dict:
