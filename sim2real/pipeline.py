@@ -135,6 +135,9 @@ def _summary(layout: RunLayout, timings: dict[str, float]) -> None:
                 )
         if "ratio" in train:
             print(f"student score vs teacher: {train['ratio']['mean']:.3f} (1 = teacher, 0 = random)")
+        pub = rep.get("published")
+        if pub and "student" in pub:
+            print(f"student vs {pub['label']} on nominal dynamics: {pub['student']:.2f} (same normalization)")
         print(f"gate: {'PASSED' if rep['gate']['passed'] else 'FAILED'}")
         print(f"artifact: {rep['artifact']} (sha256 {rep['artifact_sha256'][:16]}...)")
         print(f"report: {layout.report_md}")

@@ -133,3 +133,19 @@ def test_pipeline_imports_every_stage_before_running_the_first(tmp_path, monkeyp
     with pytest.raises(ModuleNotFoundError, match="no_such_module"):
         pipeline.run(Config(run_dir=str(tmp_path / "run"), logger=LoggerConfig("none")))
     assert not (tmp_path / "run" / "teacher").exists()
+
+
+def test_summary_places_the_student_against_the_tasks_published_agent(tmp_path, capsys):
+    from sim2real.artifacts import RunLayout
+    from sim2real.pipeline import _summary
+
+    layout = RunLayout(tmp_path)
+    layout.report.parent.mkdir(parents=True)
+    pub = {"label": "RL Zoo PPO Hopper-v3", "mean_return": 2410.4, "student": 0.6634, "teacher": 0.52}
+    rep = {"metrics": {}, "gate": {"passed": True}, "artifact": "a.onnx", "artifact_sha256": "0" * 64}
+    layout.report.write_text(json.dumps({**rep, "published": pub}))
+    _summary(layout, {})
+    assert "student vs RL Zoo PPO Hopper-v3 on nominal dynamics: 0.66" in capsys.readouterr().out
+    layout.report.write_text(json.dumps(rep))  # a task with no published agent: no such line
+    _summary(layout, {})
+    assert "RL Zoo" not in capsys.readouterr().out
