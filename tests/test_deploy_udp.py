@@ -268,5 +268,7 @@ def test_cli_deploy_against_robot_sim_process_logs_training_data(export_dir):
     assert "deploy: episode 0:" in out.stdout and "stopped by episode_end" in out.stdout
     logs = sorted((run_dir / "deploy").glob("*.zarr"))
     store = DemoStore.open(logs[-1])
-    assert store.num_episodes == 1 and 200 <= store.num_steps <= 240  # lost actions: more controller steps
+    # one episode as run: a slow machine may commit it in segments (deploy.log_commit_s), joined here
+    ends, _ = store.episodes_as_run()
+    assert len(ends) == 1 and 200 <= store.num_steps <= 240  # lost actions: more controller steps
     assert store.load_arrays()["student_obs"].shape[1] == 3
