@@ -141,7 +141,12 @@ def _to_wandb(cfg, out: Path, rep: dict, figures: list) -> None:
     ]
     logger.log_table("validation", ["scenario", "policy", "mean", "p10", "failure_rate"], rows)
     logger.log_images({Path(f).stem: f for f in figures})
-    logger.log_summary({"gate_passed": rep["gate"]["passed"]})
+    published = {
+        f"published_score/{k}": v
+        for k, v in (rep.get("published") or {}).items()
+        if k in ("student", "teacher")
+    }
+    logger.log_summary({"gate_passed": rep["gate"]["passed"], **published})
     logger.close()
 
 
