@@ -11,16 +11,8 @@ from sim2real.validate.verdict import NotValidated, require_validated, verdict
 
 
 def _summary(mean, p10, failure=0.0):
-    ci = [mean, mean]
-    return {
-        "mean": mean,
-        "p10": p10,
-        "failure_rate": failure,
-        "episodes": 10,
-        "ci95": ci,
-        "iqm": mean,
-        "jerk": 0.0,
-    }
+    return {"mean": mean, "p10": p10, "failure_rate": failure, "episodes": 10, "ci95": [mean, mean],
+            "iqm": mean, "jerk": 0.0}  # fmt: skip
 
 
 def _metrics(student_mean, student_p10, failure=0.0):

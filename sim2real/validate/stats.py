@@ -84,14 +84,16 @@ def scenario_metrics(results: list[dict]) -> dict[str, dict]:
 
 
 def normalized_ratios(student: dict, teacher: dict, random: dict) -> dict[str, float]:
-    span = teacher["mean"] - random["mean"]
-    span = span if abs(span) > 1e-9 else 1e-9
-    p10_span = teacher["p10"] - random["mean"]
-    p10_span = p10_span if abs(p10_span) > 1e-9 else 1e-9
     return {
-        "mean": (student["mean"] - random["mean"]) / span,
-        "p10": (student["p10"] - random["mean"]) / p10_span,
+        "mean": normalized(student["mean"], teacher["mean"], random["mean"]),
+        "p10": normalized(student["p10"], teacher["p10"], random["mean"]),
     }
+
+
+def normalized(value: float, reference: float, random: float) -> float:
+    """(value - random) / (reference - random): 1 is the reference, 0 acting at random."""
+    span = reference - random
+    return (value - random) / (span if abs(span) > 1e-9 else 1e-9)
 
 
 def sweep_curves(results: list[dict]) -> dict[str, dict[str, list[list[float]]]]:
@@ -150,11 +152,10 @@ def published_scores(metrics: dict[str, dict], label: str, mean_return: float) -
     if "student" not in nominal or "random" not in nominal:
         return None
     random = nominal["random"]["mean"]
-    span = mean_return - random if abs(mean_return - random) > 1e-9 else 1e-9
     out = {"label": label, "mean_return": mean_return, "scenario": "nominal"}
     for policy in ("student", "teacher"):
         if policy in nominal:
-            out[policy] = (nominal[policy]["mean"] - random) / span
+            out[policy] = normalized(nominal[policy]["mean"], mean_return, random)
     return out
 
 
