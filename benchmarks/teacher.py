@@ -8,11 +8,15 @@ training, publishing, final evaluation). Returns are of the published teacher lo
 `load_teacher`, over `--eval-episodes` fresh seeds, mean ± std. Reference rows: the scripted
 controller (pendulum) and, with `--reference-zip`, a published SB3 zip acting on the Gymnasium slice.
 `--baseline-teacher NAME` trains a second teacher with `teacher=NAME` (for example `hopper_zoo`, the
-previous default) in the same run, so the two rates are measured on the same machine state.
+RL Zoo's settings) in the same run, so the two rates are measured on the same machine state;
+`--variant "OVERRIDES"` (repeatable) trains the task's teacher again with those Hydra overrides on top,
+at the same budget (for example the settings a default replaced).
 `--env-rate` also prints raw randomized-env stepping rates of the batched, Dummy and Subproc VecEnvs.
 
     python benchmarks/teacher.py --task pendulum
     python benchmarks/teacher.py --task hopper --baseline-teacher hopper_zoo --baseline-timesteps 100000
+    python benchmarks/teacher.py --task hopper --timesteps 300000 --variant \
+        "teacher.ppo.n_envs=16 teacher.ppo.hyperparams.n_steps=128 teacher.ppo.hyperparams.batch_size=256"
     python benchmarks/teacher.py --task hopper --timesteps 1000000 \
         --reference-zip ../shared/experts/sac_Hopper.zip
 """
@@ -43,7 +47,9 @@ from sim2real.teacher.vec import make_training_env, resolve_vec_kind
 EVAL_SEED = 7_000_000  # unseen by training (seeds 0..) and by its evaluations (1_000_000..)
 
 
-def config(args: argparse.Namespace, run_dir: str, teacher: str | None = None) -> Config:
+def config(
+    args: argparse.Namespace, run_dir: str, teacher: str | None = None, extra: tuple[str, ...] = ()
+) -> Config:
     overrides = [f"task={args.task}", f"run_dir={run_dir}", "logger=none", f"seed={args.seed}"]
     if teacher is not None:  # the baseline: its own config as written, only the budget may be cut
         overrides += [f"teacher={teacher}"]
@@ -55,6 +61,7 @@ def config(args: argparse.Namespace, run_dir: str, teacher: str | None = None) -
                 overrides.append(f"teacher.{key}={value}")
         if args.vec_env:
             overrides.append(f"teacher.vec_env={args.vec_env}")
+        overrides += extra
     register()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return OmegaConf.to_object(compose("config", overrides=overrides))
@@ -92,6 +99,10 @@ def main() -> None:
     p.add_argument("--vec-env", choices=("auto", "batch", "dummy", "subproc"))
     p.add_argument("--baseline-teacher", help="also train with teacher=NAME (e.g. hopper_zoo), same run")
     p.add_argument("--baseline-timesteps", type=int, help="budget of the baseline (default: its config's)")
+    p.add_argument(
+        "--variant", action="append", default=[], metavar="OVERRIDES",
+        help="also train the task's teacher with these Hydra overrides (space-separated), same budget",
+    )  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-episodes", type=int, default=20)
     p.add_argument("--reference-zip", help="a published SB3 zip for the task's Gymnasium env (reference row)")
@@ -102,14 +113,14 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(1)
 
-    runs = [(args.task, None)] + (
-        [(args.baseline_teacher, args.baseline_teacher)] if args.baseline_teacher else []
-    )
+    runs = [(args.task, None, ())] + [(f"{args.task} + {v}", None, tuple(v.split())) for v in args.variant]
+    if args.baseline_teacher:
+        runs.append((args.baseline_teacher, args.baseline_teacher, ()))
     train_rows, rows, configs = [], [], []
-    for label, teacher_name in runs:
+    for label, teacher_name, extra in runs:
         with tempfile.TemporaryDirectory(prefix="s2r-bench-teacher-") as tmp:
-            run_dir = args.keep if (args.keep and teacher_name is None) else tmp
-            cfg = config(args, run_dir, teacher_name)
+            run_dir = args.keep if (args.keep and label == args.task) else tmp
+            cfg = config(args, run_dir, teacher_name, extra)
             configs.append(cfg)
             tc = cfg.teacher
             start = time.perf_counter()
