@@ -119,7 +119,8 @@ def main() -> None:
     train_rows, rows, configs = [], [], []
     for label, teacher_name, extra in runs:
         with tempfile.TemporaryDirectory(prefix="s2r-bench-teacher-") as tmp:
-            run_dir = args.keep if (args.keep and label == args.task) else tmp
+            main_row = teacher_name is None and not extra  # only the task's own teacher is kept
+            run_dir = args.keep if (args.keep and main_row) else tmp
             cfg = config(args, run_dir, teacher_name, extra)
             configs.append(cfg)
             tc = cfg.teacher
