@@ -145,10 +145,17 @@ class BatchedTask:
         self._rng: list[np.random.Generator | None] = [None] * n  # the single env's np_random
         self._base_rng: list[np.random.Generator | None] = [None] * n  # its base env's np_random
         self.dynamics: list[dict[str, float]] = [parameters.nominal(task) for _ in range(n)]
+        self.noise_seeds = [0] * n  # each episode's sensor-noise seed, drawn where the single env draws it
+        self.sensors = single.sensors  # the single env's suite: `envs.batched_student` reads it batched
         self.elapsed = np.zeros(n, dtype=np.int64)  # control steps in the current episode
         pitch = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, "rooty")
         self._pitch_adr = int(model.jnt_qposadr[pitch]) if pitch >= 0 else None  # planar bodies' pitch
         single.close()
+
+    @property
+    def last_action(self) -> np.ndarray:
+        """(n, nu) the actions of the last step as executed (clipped); the student's previous action."""
+        return self._act
 
     @property
     def can_tilt(self) -> bool:
@@ -205,7 +212,7 @@ class BatchedTask:
             self._rng[i] = seeding.np_random(seed)[0]
         rng = self._rng[i]
         dyn = parameters.resolve(rng, self.ranges, overrides)
-        rng.integers(2**63)  # the single env's sensor-noise stream (no sensors here)
+        self.noise_seeds[i] = int(rng.integers(2**63))  # the single env's sensor-noise stream
         if seed is not None or self._base_rng[i] is None:
             base_seed = None if seed is None else int(rng.integers(2**31))
             self._base_rng[i] = seeding.np_random(base_seed)[0]
@@ -239,13 +246,16 @@ class BatchedTask:
         obs[:, self.base_dim :] = params
         return obs
 
-    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """actions (n, nu), clipped to the bounds -> obs (n, Dp), reward, terminated, truncated (n,)."""
+    def step(
+        self, actions: np.ndarray, ids: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """actions (n, nu), clipped to the bounds -> obs (n, Dp), reward, terminated, truncated (n,).
+        `ids`: only these simulations move (None: all); the other rows' results mean nothing."""
         r = self.rules
         act = np.clip(actions, self.action_low, self.action_high, out=self._act)  # (n, nu) f64, as single
         x_before = self._qpos[:, 0].copy()
         self._ctrl[:] = act
-        self.batch.step(nstep=r.frame_skip)
+        self.batch.step(ids, nstep=r.frame_skip)
         self.elapsed += 1
         qpos, qvel = self._qpos, self._qvel
         reward = r.forward_weight * ((qpos[:, 0] - x_before) / r.dt)  # (n,) in the -v5 order of terms

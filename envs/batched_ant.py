@@ -79,10 +79,10 @@ class BatchedAnt(BatchedTask):
     def _reset_rows(self, ids: np.ndarray) -> None:
         self._forces[ids] = 0.0  # a reset's mj_resetData + mj_forward leave cfrc_ext zero
 
-    def _contact_forces(self) -> None:
-        """Clipped cfrc_ext of every simulation, as Gymnasium's `mj_rnePostConstraint` after `mj_step`
+    def _contact_forces(self, ids) -> None:
+        """Clipped cfrc_ext of simulations `ids`, as Gymnasium's `mj_rnePostConstraint` after `mj_step`
         gives it (it reads the state, the contacts and their forces, none of the randomized model fields)."""
-        for i in range(self.n):
+        for i in ids:
             self.batch.get_data(i, self._scratch)
             mujoco.mj_rnePostConstraint(self._model, self._scratch)
             np.clip(self._scratch.cfrc_ext, *self.rules.contact_range, out=self._forces[i])
@@ -94,14 +94,17 @@ class BatchedAnt(BatchedTask):
         forces = self._forces[rows, 1:].reshape(len(qpos), -1)
         return np.concatenate([qpos[:, 2:], qvel, forces, params], axis=1).astype(np.float32)
 
-    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """actions (n, nu), clipped to the bounds -> obs (n, Dp), reward, terminated, truncated (n,)."""
+    def step(
+        self, actions: np.ndarray, ids: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """actions (n, nu), clipped to the bounds -> obs (n, Dp), reward, terminated, truncated (n,).
+        `ids`: only these simulations move (None: all); the other rows' results mean nothing."""
         r = self.rules
         act = np.clip(actions, self.action_low, self.action_high, out=self._act)  # (n, nu) f64, as single
         xy_before = self._xpos[:, r.main_body, :2].copy()  # (n, 2)
         self._ctrl[:] = act
-        self.batch.step(nstep=r.frame_skip)
-        self._contact_forces()
+        self.batch.step(ids, nstep=r.frame_skip)
+        self._contact_forces(range(self.n) if ids is None else ids)
         self.elapsed += 1
         qpos, qvel = self._qpos, self._qvel
         x_velocity = ((self._xpos[:, r.main_body, :2] - xy_before) / r.dt)[:, 0]  # (n,)

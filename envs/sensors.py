@@ -12,12 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import mujoco
+import mujoco.batch
 import numpy as np
 
 # Nominal noise std per measurement kind; scaled per episode by `obs_noise_scale`.
 NOISE_STD = {"encoder": 0.01, "joint_vel": 0.1, "imu_quat": 0.01, "imu_gyro": 0.05}
 
 Reader = Callable[[], np.ndarray]
+BatchReader = Callable[[], np.ndarray]  # () -> raw measurements (n, R) of every simulation of a batch
 
 
 @dataclass(frozen=True)
@@ -28,13 +30,15 @@ class SensorSuite:
     now, as a buffer (or a view into MjData) that is only valid until the next call; binding once
     keeps MjData attribute lookups out of the control loop. `features_into(raw, out)` writes the
     features that `names` name (F,) into `out[:F]`. `noise_std` is the nominal std of each raw
-    measurement (R,).
+    measurement (R,). `bind_batch(batch)`, where a suite has it, reads the same measurements of every
+    simulation of a `mujoco.batch.Batch` at once, bit for bit as `bind` reads one MjData.
     """
 
     names: tuple[str, ...]
     noise_std: np.ndarray
     bind: Callable[[mujoco.MjData], Reader]
     features_into: Callable[[np.ndarray, np.ndarray], None]
+    bind_batch: Callable[[mujoco.batch.Batch], BatchReader] | None = None
 
     def read(self, data: mujoco.MjData) -> np.ndarray:
         """Raw measurements (R,) of `data`, a fresh array."""
@@ -127,4 +131,23 @@ def legged_suite(model: mujoco.MjModel, imu_body: int = 1) -> SensorSuite:
 
         return read
 
-    return SensorSuite(tuple(names), noise, bind, _copy_into)
+    def bind_batch(batch: mujoco.batch.Batch) -> BatchReader:
+        # (n, R) rows as `read` fills them; the gyro is mj_objectVelocity's local angular part, the
+        # inertial frame's rotation transposed times cvel's angular velocity, summed in its order
+        raw = np.zeros((batch.nsim, 2 * nj + 7))
+        pos, vel, quat, gyro = raw[:, :nj], raw[:, nj : 2 * nj], raw[:, 2 * nj : 2 * nj + 4], raw[:, -3:]
+        qpos, qvel, xquat = batch.bind("qpos"), batch.bind("qvel"), batch.bind("xquat")
+        ximat, cvel = batch.bind("ximat"), batch.bind("cvel")
+
+        def read() -> np.ndarray:
+            r, w = ximat[:, imu_body], cvel[:, imu_body]  # (n, 9), (n, 6)
+            for k in range(3):
+                gyro[:, k] = r[:, k] * w[:, 0] + r[:, 3 + k] * w[:, 1] + r[:, 6 + k] * w[:, 2]
+            pos[:] = qpos[:, qpos_sel]
+            vel[:] = qvel[:, qvel_sel]
+            quat[:] = xquat[:, imu_body]
+            return raw
+
+        return read
+
+    return SensorSuite(tuple(names), noise, bind, _copy_into, bind_batch)

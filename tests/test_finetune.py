@@ -11,6 +11,7 @@ import torch
 from test_export import make_student
 
 import envs
+from envs import lockstep
 from sim2real.artifacts import RunLayout, sha256_file
 from sim2real.checks import ConfigError
 from sim2real.config import Config, LoggerConfig
@@ -38,8 +39,8 @@ def small(run_dir, **kw) -> Config:
 
 
 def runner(model, n: int = 3) -> EnvRunner:
-    env_list = [gym.make(envs.env_id("pendulum")) for _ in range(n)]
-    return EnvRunner(env_list, model, iter(range(100, 10_000)), model.receptive_field() - 1)
+    sims = lockstep.make("pendulum", None, n)
+    return EnvRunner(sims, model, iter(range(100, 10_000)), model.receptive_field() - 1)
 
 
 def test_windows_recompute_exactly_the_actions_the_streaming_student_sampled(tmp_path):

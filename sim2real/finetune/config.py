@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from envs.lockstep import KINDS
 from sim2real import checks
 from sim2real.stages import EXECUTION_ONLY
 
@@ -52,10 +53,14 @@ class FinetuneConfig:
     checkpoint_every: int = field(default=10, metadata=EXECUTION_ONLY)  # updates
     resume: bool = field(default=True, metadata=EXECUTION_ONLY)
     threads: int = field(default=1, metadata=EXECUTION_ONLY)  # CPU intra-op threads (0: torch's default)
+    # how the rollouts' envs step (envs.lockstep): batch (`mujoco.batch` on a thread pool) where the task
+    # has it under auto, else gym (one by one); the same episodes either way, so not part of the config key
+    vec_env: str = field(default="auto", metadata=EXECUTION_ONLY)
 
     def __post_init__(self) -> None:
         p = "finetune"
         checks.one_of(p, self, "method", ("auto", "ppo", "online"))
+        checks.one_of(p, self, "vec_env", KINDS)
         checks.at_least(p, self, 0, ("steps", "critic_warmup", "ent_coef", "bc_coef", "threads"))
         checks.at_least(p, self, 0, ("confirm_episodes",))
         checks.at_least(p, self, 1, ("n_envs", "n_steps", "epochs", "minibatch", "eval_every"))

@@ -13,10 +13,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 from torch import Tensor, nn
+
+from envs.lockstep import Lockstep
 
 
 @dataclass
@@ -37,68 +38,69 @@ class Rollout:
 
 
 class EnvRunner:
-    """N envs stepped in lockstep by the student; carries episodes and streaming state across rollouts."""
+    """N lockstep envs (`envs.lockstep`) stepped by the student; carries episodes and streaming state
+    across rollouts."""
 
-    def __init__(self, env_list: list[gym.Env], student: nn.Module, seeds: Iterable[int], context: int):
-        self.envs, self.student, self.context = env_list, student, context
-        self._low, self._high = env_list[0].action_space.low, env_list[0].action_space.high  # (Da,) each
-        self.n = len(env_list)
+    def __init__(self, envs: Lockstep, student: nn.Module, seeds: Iterable[int], context: int):
+        self.envs, self.student, self.context = envs, student, context
+        self._low, self._high = envs.action_low, envs.action_high  # (Da,) each
+        self.n = envs.n
         self._seeds = iter(seeds)
         self._step = student.streaming()
         self.state = torch.zeros(self.n, student.state_size())  # (N, S) zeros: episode start
-        self.obs = [env.reset(seed=next(self._seeds))[0] for env in env_list]
+        envs.reset(range(self.n), [next(self._seeds) for _ in range(self.n)])
         self.t_in_ep = np.zeros(self.n, dtype=np.int64)
         self.ep_return = np.zeros(self.n)
-        ds = self.obs[0]["student"].shape[0]
+        ds = envs.observe()[0].shape[1]
         self.history = torch.zeros(context, self.n, ds)  # (C, N, Ds) last student obs, oldest first
 
     @torch.no_grad()
     def collect(self, steps: int, log_std: Tensor, critic, gamma: float, expert=None) -> Rollout:
         """`steps` control steps of every env. `critic(privileged (N, Dp)) -> (N,)` values."""
-        n, norm = self.n, self.student.normalizer
+        norm = self.student.normalizer
         rows: dict[str, list[Any]] = {k: [] for k in ("s", "t", "p", "a", "lp", "v", "r", "d", "y")}
         finished: list[float] = []
         std = log_std.exp()
+        s_np, p_np = self.envs.observe()  # (N, Ds), (N, Dp)
         for _ in range(steps):
-            s = torch.as_tensor(np.stack([o["student"] for o in self.obs]))  # (N, Ds)
-            p = torch.as_tensor(np.stack([o["privileged"] for o in self.obs]))  # (N, Dp)
+            s, p = torch.as_tensor(s_np), torch.as_tensor(p_np)
             env_action, self.state = self._step(s, self.state)  # (N, Da) mean in env units
             mean = norm.action(env_action)  # (N, Da) normalized
             a = mean + std * torch.randn_like(mean)
             logp = _log_prob(a, mean, log_std)
             executed = np.clip(norm.unaction(a).numpy(), self._low, self._high)  # what the envs execute
             if expert is not None:
-                rows["y"].append(torch.as_tensor(np.asarray(expert.act(p.numpy()), np.float32)))
+                rows["y"].append(torch.as_tensor(np.asarray(expert.act(p_np), np.float32)))
             rows["s"].append(s), rows["p"].append(p), rows["a"].append(a), rows["lp"].append(logp)
             rows["t"].append(torch.as_tensor(self.t_in_ep.copy()))
             rows["v"].append(critic(p))
-            reward, done = np.zeros(n, np.float32), np.zeros(n, bool)
-            for i, env in enumerate(self.envs):
-                o, r, term, trunc, _ = env.step(executed[i])
-                self.ep_return[i] += r
-                reward[i], self.t_in_ep[i] = r, self.t_in_ep[i] + 1
-                if term or trunc:
-                    if trunc and not term:  # the episode was cut, not ended: bootstrap its value
-                        reward[i] += gamma * float(critic(torch.as_tensor(o["privileged"])[None])[0])
+            ret, term, trunc = self.envs.step(executed)  # (N,) each
+            self.ep_return += ret
+            self.t_in_ep += 1
+            reward = ret.astype(np.float32)
+            ended = np.flatnonzero(term | trunc)
+            if ended.size:
+                final = self.envs.observe()[1]  # (N, Dp) the observations the episodes ended on
+                for i in ended:
+                    if trunc[i] and not term[i]:  # the episode was cut, not ended: bootstrap its value
+                        reward[i] += gamma * float(critic(torch.as_tensor(final[i])[None])[0])
                     finished.append(float(self.ep_return[i]))
-                    done[i], self.t_in_ep[i], self.ep_return[i] = True, 0, 0.0
-                    self.state[i] = 0.0
-                    o = env.reset(seed=next(self._seeds))[0]
-                self.obs[i] = o
-            rows["r"].append(torch.as_tensor(reward)), rows["d"].append(torch.as_tensor(done))
+                self.t_in_ep[ended], self.ep_return[ended], self.state[ended] = 0, 0.0, 0.0
+                self.envs.reset(ended, [next(self._seeds) for _ in ended])
+            s_np, p_np = self.envs.observe()
+            rows["r"].append(torch.as_tensor(reward)), rows["d"].append(torch.as_tensor(term | trunc))
         obs = torch.cat([self.history, torch.stack(rows["s"])])  # (C+T, N, Ds)
         self.history = obs[len(obs) - self.context :].clone()
-        last_p = torch.as_tensor(np.stack([o["privileged"] for o in self.obs]))
         return Rollout(
             obs=obs, t_in_ep=torch.stack(rows["t"]), privileged=torch.stack(rows["p"]),
             action=torch.stack(rows["a"]), logp=torch.stack(rows["lp"]), value=torch.stack(rows["v"]),
-            reward=torch.stack(rows["r"]), done=torch.stack(rows["d"]), last_value=critic(last_p),
+            reward=torch.stack(rows["r"]), done=torch.stack(rows["d"]),
+            last_value=critic(torch.as_tensor(p_np)),
             label=torch.stack(rows["y"]) if rows["y"] else None, returns=finished,
         )  # fmt: skip
 
     def close(self) -> None:
-        for env in self.envs:
-            env.close()
+        self.envs.close()
 
 
 def _log_prob(a: Tensor, mean: Tensor, log_std: Tensor) -> Tensor:

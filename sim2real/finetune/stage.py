@@ -20,13 +20,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-import envs
+from envs import lockstep
 from sim2real.artifacts import RunLayout, sha256_file, stage_run, write_json_atomic
 from sim2real.config import Config
 from sim2real.errors import UserError
@@ -87,15 +86,14 @@ class Finetuner:
             raise UserError(f"finetune needs a transformer student; {src} holds arch={self.student.cfg.arch}")
         self.expert = self._expert()
         ranges = cfg.task.ranges()
-        env_list = [gym.make(envs.env_id(cfg.task.name), randomization=ranges) for _ in range(self.fc.n_envs)]
+        sims = lockstep.make(cfg.task.name, ranges, self.fc.n_envs, self.fc.vec_env)
         seeds = np.random.SeedSequence([cfg.seed, 0xF1E7]).generate_state(1)[0]
-        self.runner = EnvRunner(
-            env_list, self.student, _seed_stream(int(seeds)), self.student.receptive_field() - 1
-        )
+        context = self.student.receptive_field() - 1
+        self.runner = EnvRunner(sims, self.student, _seed_stream(int(seeds)), context)
         self.log_std = torch.nn.Parameter(
             torch.full((self.student.cfg.action_dim,), float(np.log(self.fc.init_std)))
         )
-        self.critic = Critic(env_list[0].observation_space["privileged"].shape[0])
+        self.critic = Critic(sims.privileged_dim)
         self.ppo = PPOSettings(
             gamma=self.fc.gamma, gae_lambda=self.fc.gae_lambda, clip=self.fc.clip, epochs=self.fc.epochs,
             minibatch=self.fc.minibatch, ent_coef=self.fc.ent_coef, bc_coef=self.fc.bc_coef,

@@ -16,6 +16,8 @@ import torch
 from torch import nn
 
 import envs  # registers the tasks
+from envs import lockstep
+from envs.lockstep import GymLockstep, Lockstep
 from sim2real.data.schema import Episode, EpisodeTrace
 from sim2real.teacher.expert import Expert
 
@@ -53,7 +55,7 @@ def make_envs(task: str, ranges: dict[str, Any] | None, n: int) -> list[gym.Env]
 
 @torch.no_grad()
 def rollout(
-    env_list: list[gym.Env],
+    sims: Lockstep | list[gym.Env],
     seeds: list[int],
     student: nn.Module | None = None,
     expert: Expert | None = None,
@@ -62,7 +64,8 @@ def rollout(
     noise: float = 0.0,
     takeover: Takeover | None = None,
 ) -> list[Episode]:
-    """Run one episode per seed (len(seeds) ≤ len(env_list)) in lockstep.
+    """Run one episode per seed in lockstep, in the first len(seeds) envs of `sims` (`envs.lockstep`, or
+    Gymnasium envs of the task).
 
     At every step the expert's action is executed with probability `beta` (needs `expert`), the
     student's otherwise (needs `student` when beta < 1); the expert labels every visited state.
@@ -77,22 +80,23 @@ def rollout(
         raise ValueError("rollout: an expert is needed for a takeover")
     rng = rng or np.random.default_rng(0)
     n = len(seeds)
-    env_list = env_list[:n]
-    low, high = env_list[0].action_space.low, env_list[0].action_space.high  # (Da,) each
-    eps = [EpisodeTrace(seed=int(s)) for s in seeds]
-    obs = []
-    for env, ep, s in zip(env_list, eps, seeds, strict=True):
-        o, info = env.reset(seed=int(s))
-        ep.dynamics = dict(info["dynamics"])
-        obs.append(o)
+    sims = GymLockstep(sims[:n]) if isinstance(sims, list) else sims
+    if n > sims.n:
+        raise ValueError(f"rollout: {n} seeds for {sims.n} envs")
+    low, high = sims.action_low, sims.action_high  # (Da,) each
+    sims.reset(range(n), seeds)
+    eps = [EpisodeTrace(seed=int(s), dynamics=sims.dynamics(i)) for i, s in enumerate(seeds)]
     step = student.streaming() if student is not None else None
     device = next(student.parameters()).device if student is not None else None
     state = torch.zeros(n, student.state_size(), device=device) if student is not None else None
-    live = np.ones(n, dtype=bool)
+    live = np.zeros(sims.n, dtype=bool)  # (N,) envs whose episode runs
+    live[:n] = True
     held = np.zeros(n, dtype=np.int64)  # (n,) steps the expert still holds the controls
+    executed = np.zeros((sims.n, len(low)), np.float32)  # (N, Da); envs past n idle at zero
+    nan = np.full(len(low), np.nan, np.float32)
     while live.any():
-        s_obs = np.stack([o["student"] for o in obs])  # (n, Ds)
-        p_obs = np.stack([o["privileged"] for o in obs])  # (n, Dp)
+        s_all, p_all = sims.observe()
+        s_obs, p_obs = s_all[:n], p_all[:n]  # (n, Ds), (n, Dp)
         label = np.asarray(expert.act(p_obs), np.float32) if expert is not None else None  # (n, Da)
         if step is not None:
             action, state = step(torch.as_tensor(s_obs, device=device), state)
@@ -108,14 +112,13 @@ def rollout(
         else:
             act = label
         act = np.clip(act, low, high).astype(np.float32)  # what the env executes
-        nan = np.full(act.shape[1], np.nan, np.float32)
+        executed[:n] = act
+        reward, term, trunc = sims.step(executed, live)
         for i in np.flatnonzero(live):
-            o, r, term, trunc, _ = env_list[i].step(act[i])
-            eps[i].add(s_obs[i], p_obs[i], act[i], label[i] if label is not None else nan, float(r))
-            obs[i] = o
-            if term or trunc:
+            eps[i].add(s_obs[i], p_obs[i], act[i], label[i] if label is not None else nan, float(reward[i]))
+            if term[i] or trunc[i]:
                 live[i] = False
-                eps[i].terminated = bool(term)
+                eps[i].terminated = bool(term[i])
     return [ep.episode() for ep in eps]
 
 
@@ -130,18 +133,18 @@ def rollout_seeds(
     noise: float = 0.0,
     n_envs: int = 25,
     takeover: Takeover | None = None,
+    vec_env: str = "auto",
 ) -> list[Episode]:
-    """One episode per seed, `n_envs` at a time in lockstep (`rollout`), in envs made and closed here."""
-    env_list = make_envs(task, ranges, min(n_envs, len(seeds)))
+    """One episode per seed, `n_envs` at a time in lockstep (`rollout`), in envs made and closed here
+    (`vec_env`: `envs.lockstep.make`'s kind; the episodes are the same either way)."""
+    sims = lockstep.make(task, ranges, min(n_envs, len(seeds)), vec_env)
     try:
         out: list[Episode] = []
-        for start in range(0, len(seeds), len(env_list)):
-            chunk = seeds[start : start + len(env_list)]
-            out += rollout(env_list, chunk, student, expert, beta, rng, noise, takeover)
+        for start in range(0, len(seeds), sims.n):
+            out += rollout(sims, seeds[start : start + sims.n], student, expert, beta, rng, noise, takeover)
         return out
     finally:
-        for env in env_list:
-            env.close()
+        sims.close()
 
 
 def evaluate(
