@@ -35,6 +35,7 @@ BAD = [
     (CollectConfig, {"n_envs": 0}, "collect.n_envs=0 must be >= 1"),
     (FinetuneConfig, {"gamma": 1.5}, "finetune.gamma=1.5 must be in [0, 1]"),
     (FinetuneConfig, {"init_std": 0.0}, "finetune.init_std=0.0 must be > 0"),
+    (FinetuneConfig, {"vec_env": "fast"}, "finetune.vec_env='fast' must be one of auto, batch, gym"),
     (CollectConfig, {"keep_top_fraction": 0.0}, "collect.keep_top_fraction=0.0 must be in (0, 1]"),
     (TeacherConfig, {"n_envs": 0}, "teacher.n_envs=0 must be >= 1"),
     (TeacherConfig, {"sac": AlgoConfig(total_timesteps=0)}, "teacher.sac.total_timesteps=0 must be >= 1"),
