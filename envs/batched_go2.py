@@ -68,7 +68,10 @@ class BatchedGo2(BatchedTask):
         base = self.rules.observe(self, self.state, rows)  # (n, B)
         return np.concatenate([base, self._params[rows]], axis=1).astype(np.float32)
 
-    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def step(
+        self, actions: np.ndarray, ids: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """As `BatchedTask.step`, but every simulation moves whatever `ids` says: the rules step all rows."""
         act = np.clip(actions, self.action_low, self.action_high, out=self._act)  # (n, 12)
         reward, terminated, _ = self.rules.step(self, self.state, act)
         self.elapsed += 1

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import mujoco
+import mujoco.batch
 import numpy as np
 from gymnasium.envs.mujoco import MujocoEnv
 from gymnasium.spaces import Box
@@ -149,12 +150,26 @@ def go2_suite(model: mujoco.MjModel) -> SensorSuite:
 
         return read
 
+    def bind_batch(batch: mujoco.batch.Batch):
+        read_base = base.bind_batch(batch)
+        raw = np.zeros((batch.nsim, r + 6))  # (n, R+6) as `read` fills each row
+        sensordata, userdata = batch.bind("sensordata"), batch.bind("userdata")
+
+        def read() -> np.ndarray:
+            raw[:, :r] = read_base()
+            raw[:, r : r + 3] = sensordata[:, acc_adr]
+            raw[:, r + 3 :] = userdata[:, :3]
+            return raw
+
+        return read
+
     def features_into(raw: np.ndarray, out: np.ndarray) -> None:
         out[:nj] = raw[:nj] - standing  # in float64, then stored: as the robot-side builder rounds
         out[nj : len(raw)] = raw[nj:]
 
     noise = np.concatenate([base.noise_std, np.full(3, ACC_NOISE), np.zeros(3)])  # the command is exact
-    return SensorSuite((*base.names, *ACC_NAMES, *COMMAND_NAMES), noise, bind, features_into)
+    names = (*base.names, *ACC_NAMES, *COMMAND_NAMES)
+    return SensorSuite(names, noise, bind, features_into, bind_batch)
 
 
 def make_task(randomization: dict | None = None, **kwargs: Any):

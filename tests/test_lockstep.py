@@ -32,7 +32,7 @@ def both(task: str, n: int):
     return lockstep.make(task, None, n, "gym"), lockstep.make(task, None, n, "batch")
 
 
-@pytest.mark.parametrize("task", ["hopper", "ant"])
+@pytest.mark.parametrize("task", ["hopper", "ant", "go2"])
 def test_batched_lockstep_gives_the_single_envs_observations_rewards_and_ends(task):
     gym_envs, batch = both(task, 3)
     for sims in (gym_envs, batch):
@@ -52,7 +52,7 @@ def test_batched_lockstep_gives_the_single_envs_observations_rewards_and_ends(ta
         seed += ended.size
         resets += ended.size
         gym_envs.reset(ended, seeds), batch.reset(ended, seeds)
-    assert task == "ant" or resets > 0  # Hopper falls under these actions: resets were compared too
+    assert task != "hopper" or resets > 0  # Hopper falls under these actions: resets were compared too
 
 
 def test_rollout_gives_the_same_episodes_batched_or_one_by_one():
@@ -96,8 +96,7 @@ def test_finetune_runner_collects_the_same_rollout_batched_or_one_by_one():
     assert a.returns == b.returns
 
 
-@pytest.mark.parametrize("task", ["go2", "pendulum"])
-def test_batch_is_refused_for_a_task_without_batched_student_observations(task):
-    with pytest.raises(ValueError, match=task):
-        lockstep.make(task, None, 2, "batch")
-    assert isinstance(lockstep.make(task, None, 1, "auto"), lockstep.GymLockstep)
+def test_batch_is_refused_for_a_task_without_batched_simulations():
+    with pytest.raises(ValueError, match="pendulum"):
+        lockstep.make("pendulum", None, 2, "batch")
+    assert isinstance(lockstep.make("pendulum", None, 1, "auto"), lockstep.GymLockstep)
