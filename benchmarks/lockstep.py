@@ -6,7 +6,7 @@ costs), `finetune` is fine-tuning's rollout (`EnvRunner.collect`: the student's 
 Gaussian exploration and the critic on every step) with an untrained student of the task's recipe size.
 Both kinds give the same episodes bit for bit (tests/test_lockstep.py), so only the time differs.
 
-    python benchmarks/lockstep.py [--tasks hopper walker2d halfcheetah ant] [--envs 16] [--steps 512]
+    python benchmarks/lockstep.py [--tasks hopper walker2d halfcheetah ant go2] [--envs 16] [--steps 512]
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def time_finetune(sims: lockstep.Lockstep, student: torch.nn.Module, steps: int)
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--tasks", nargs="+", default=["hopper", "walker2d", "halfcheetah", "ant"])
+    p.add_argument("--tasks", nargs="+", default=["hopper", "walker2d", "halfcheetah", "ant", "go2"])
     p.add_argument("--envs", type=int, default=16, help="envs in lockstep (finetune.n_envs: 16)")
     p.add_argument("--steps", type=int, default=512, help="control steps of every env per measurement")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (finetune.threads)")
