@@ -9,6 +9,7 @@ Neither resets an env by itself: the caller decides when, with which seed.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -115,8 +116,10 @@ class BatchedLockstep:
         pass  # the batch's threads end with it
 
 
+@functools.cache
 def supports_batch(task: str) -> bool:
-    """Whether `task` has batched simulations whose sensors read batched (`BatchedLockstep`)."""
+    """Whether `task` has batched simulations whose sensors read batched (`BatchedLockstep`); asked once
+    per task, since it builds one env (a rough Go2 generates its terrain)."""
     if not batched.supports(task):
         return False
     env = gym.make(envs.env_id(task)).unwrapped
