@@ -2,14 +2,13 @@
 
 Students act in many envs at once (fine-tuning's rollouts, DAgger, evaluation): one streaming forward
 per control step serves them all. `GymLockstep` steps Gymnasium envs one by one in Python (any task);
-`BatchedLockstep` steps `mujoco.batch` simulations on a thread pool (the batched tasks whose sensors
-have a batched reader) and gives the same observations, rewards and terminations for the same seeds.
+`BatchedLockstep` steps `mujoco.batch` simulations on a thread pool (the tasks of `envs.batched`, whose
+sensor suites read batched) and gives the same observations, rewards and terminations for the same seeds.
 Neither resets an env by itself: the caller decides when, with which seed.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -39,7 +38,7 @@ class Lockstep(Protocol):
         (n,) bool may be stepped or not; their results mean nothing."""
 
     def dynamics(self, i: int) -> dict[str, float]:
-        """Env i's episode parameters."""
+        """Env i's episode parameters (fixed from its reset to its end)."""
 
     def close(self) -> None: ...
 
@@ -67,8 +66,7 @@ class GymLockstep:
     def step(self, actions: np.ndarray, live: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
         reward, term, trunc = np.zeros(self.n), np.zeros(self.n, bool), np.zeros(self.n, bool)
         for i in range(self.n) if live is None else np.flatnonzero(live):
-            self._obs[i], reward[i], term[i], trunc[i], info = self.envs[i].step(actions[i])
-            self._dyn[i] = info["dynamics"]
+            self._obs[i], reward[i], term[i], trunc[i], _ = self.envs[i].step(actions[i])
         return reward, term, trunc
 
     def dynamics(self, i: int) -> dict[str, float]:
@@ -116,26 +114,11 @@ class BatchedLockstep:
         pass  # the batch's threads end with it
 
 
-@functools.cache
-def supports_batch(task: str) -> bool:
-    """Whether `task` has batched simulations whose sensors read batched (`BatchedLockstep`); asked once
-    per task, since it builds one env (a rough Go2 generates its terrain)."""
-    if not batched.supports(task):
-        return False
-    env = gym.make(envs.env_id(task)).unwrapped
-    ok = env.sensors.bind_batch is not None
-    env.close()
-    return ok
-
-
 def make(task: str, ranges: dict[str, Any] | None, n: int, kind: str = "auto", nthread: int = 0) -> Lockstep:
-    """n lockstep envs of `task`: `batch` where the task supports it under `auto`, else `gym`."""
+    """n lockstep envs of `task`: `batch` where the task has batched simulations under `auto`, else `gym`
+    (`batch` for a task without them raises `envs.batched`'s ValueError naming it)."""
     if kind not in KINDS:
         raise ValueError(f"vec_env={kind!r}: expected one of {', '.join(KINDS)}")
-    if kind == "auto":
-        kind = "batch" if supports_batch(task) else "gym"
-    if kind == "batch":
-        if not supports_batch(task):
-            raise ValueError(f"vec_env=batch: task {task!r} has no batched student observation (use gym)")
+    if kind == "batch" or (kind == "auto" and batched.supports(task)):
         return BatchedLockstep(task, ranges, n, nthread=nthread)
     return GymLockstep([gym.make(envs.env_id(task), randomization=ranges) for _ in range(n)])
