@@ -131,9 +131,10 @@ def test_overrun_is_counted_and_missed_deadlines_are_skipped_not_burst(policy):
     stats = Controller(policy, robot, cfg()).run(steps=30)
     assert stats.overruns >= 1
     assert stats.skipped_deadlines >= 3
-    # step i runs at deadline i + skipped: catching up in a burst would put step 29 at ~29 periods
+    # step i runs at deadline i + skipped: catching up in a burst would put step 29 at ~29 periods and count
+    # ten or more skips. Slack of 3 periods: on a busy machine step 0 itself may wake late (seen: 1.7)
     span = robot.sent_at[29] - robot.sent_at[0]
-    assert span >= (29 + stats.skipped_deadlines - 1) / RATE
+    assert span >= (29 + stats.skipped_deadlines - 3) / RATE
 
 
 def test_deadlines_are_absolute_so_slow_steps_do_not_drift(policy):
