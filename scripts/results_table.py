@@ -96,8 +96,8 @@ def main() -> None:
     ]
     lines += [row(r) for r in args.runs] + [END]
     table = "\n".join(lines)
+    print(table)
     if args.print_only:
-        print(table)
         return
     old = args.out.read_text() if args.out.exists() else "# Pipeline results\n\n" + BEGIN + "\n" + END + "\n"
     if BEGIN not in old or END not in old:
@@ -105,7 +105,6 @@ def main() -> None:
     head, rest = old.split(BEGIN, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(head + table + rest.split(END, 1)[1])
-    print(table)
 
 
 if __name__ == "__main__":
